@@ -1,0 +1,52 @@
+"""Engines and their registry: the GUI, the CLI and the scripting API all read it."""
+
+from __future__ import annotations
+
+from .base import Engine, EngineInputError, Inputs, Update, make_params, param, param_specs
+
+_REGISTRY: dict[str, type[Engine]] = {}
+_BUILTINS_LOADED = False
+
+
+def register(engine_cls: type[Engine]) -> type[Engine]:
+    """Add an engine class to the registry (usable as a class decorator)."""
+    if not engine_cls.name:
+        raise ValueError(f"{engine_cls.__name__} has no name")
+    _REGISTRY[engine_cls.name] = engine_cls
+    return engine_cls
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        from . import rl  # noqa: F401  (registers itself)
+
+
+def available() -> list[str]:
+    """Names of the registered engines, sorted."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Engine:
+    """An instance of the engine called ``name``; unknown names raise ``KeyError`` listing the known ones."""
+    _load_builtins()
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise KeyError(f"unknown engine {name!r}; available engines: {', '.join(sorted(_REGISTRY))}") from None
+
+
+__all__ = [
+    "Engine",
+    "EngineInputError",
+    "Inputs",
+    "Update",
+    "available",
+    "get",
+    "make_params",
+    "param",
+    "param_specs",
+    "register",
+]
