@@ -27,13 +27,16 @@ def checked_measurement(data: np.ndarray, *, non_negative: bool, what: str = "da
         raise EngineInputError(f"the {what} contains {bad} NaN or Inf value(s); remove or replace them first")
     if not np.any(out):
         raise EngineInputError(f"the {what} is all zeros: there is nothing to reconstruct")
-    if non_negative and np.any(out < 0):
-        fraction = float(np.mean(out < 0))
+    # Round-off negatives (e.g. from FFT filtering) are not worth a warning; real ones are.
+    tolerance = 1e-6 * float(np.max(np.abs(out)))
+    if non_negative and np.any(out < -tolerance):
+        fraction = float(np.mean(out < -tolerance))
         warnings.warn(
             f"{fraction:.1%} of the {what} values are negative (normal after dark subtraction); "
             "they were clipped to 0 for this engine",
             stacklevel=3,
         )
+    if non_negative:
         np.clip(out, 0, None, out=out)
         if not np.any(out):
             raise EngineInputError(f"the {what} has no positive values: there is nothing to reconstruct")

@@ -1,0 +1,322 @@
+"""The headless ``lfrecon`` command. Imports no Qt and no napari (a test checks ``sys.modules``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import engines
+from .engines.base import EngineInputError, param_specs
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr (redrawn in place on a terminal, throttled otherwise)."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self._last = -1.0
+        self._tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def __call__(self, fraction: float, message: str) -> None:
+        """Draw ``fraction`` (0–1) with ``message``."""
+        if not self._tty and fraction - self._last < 0.1 and fraction < 1.0:
+            return
+        self._last = fraction
+        filled = int(round(self.width * min(max(fraction, 0.0), 1.0)))
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {fraction:4.0%} {message}"
+        end = "\r" if self._tty and fraction < 1.0 else "\n"
+        self.stream.write(line.ljust(79) + end if self._tty else line + "\n")
+        self.stream.flush()
+
+
+def _add_engine_flags(parser: argparse.ArgumentParser, engine_name: str) -> list[str]:
+    """Add one flag per field of the engine's Params; return the field names."""
+    engine = engines.get(engine_name)
+    group = parser.add_argument_group(f"{engine_name} parameters")
+    names = []
+    for spec in param_specs(engine.Params):
+        flag = "--" + spec["name"].replace("_", "-")
+        names.append(spec["name"])
+        if spec["type"] is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=spec["default"], help=spec["help"])
+        else:
+            group.add_argument(
+                flag, type=spec["type"], default=spec["default"], choices=spec["choices"], help=spec["help"]
+            )
+    return names
+
+
+def _voxel(values: Sequence[float] | None) -> tuple[float, float, float] | None:
+    if values is None:
+        return None
+    if any(v <= 0 for v in values):
+        raise EngineInputError(f"voxel sizes must be positive (µm), got {list(values)}")
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+
+def _read_image(path: Path):
+    from .io.tiff import read_tiff
+
+    suffix = "".join(path.suffixes).lower()
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {path}")
+    if suffix.endswith((".tif", ".tiff")):
+        return read_tiff(path)
+    if suffix.endswith(".zarr") or path.is_dir():
+        from .io.zarr_io import read_zarr
+
+        return read_zarr(path)
+    raise EngineInputError(f"cannot read {path}: expected a .tif/.tiff file or a .zarr store")
+
+
+def _write_volume(path: Path, volume) -> Path:
+    suffix = "".join(path.suffixes).lower()
+    if suffix.endswith(".zarr"):
+        from .io.zarr_io import write_ome_zarr
+
+        return write_ome_zarr(path, volume.data, volume.voxel_size, metadata=volume.metadata)
+    from .io.tiff import write_tiff
+
+    return write_tiff(path, volume.data, voxel_size=volume.voxel_size, metadata=volume.metadata)
+
+
+def cmd_reconstruct(args: argparse.Namespace, param_names: list[str]) -> int:
+    """``lfrecon reconstruct``: one input file → one volume file."""
+    from .api import as_psf, reconstruct
+    from .camera import Camera
+
+    image = _read_image(Path(args.input))
+    voxel_size = _voxel(args.voxel_size) or (tuple(image.voxel_size) if image.voxel_size else None)
+    if args.psf is None:
+        psf = None
+    else:
+        psf_path = Path(args.psf)
+        if psf_path.suffix.lower() in (".tif", ".tiff"):
+            psf_image = _read_image(psf_path)
+            psf_voxel = _voxel(args.psf_voxel_size) or voxel_size
+            if psf_voxel is None:
+                raise EngineInputError(
+                    "a TIFF PSF is read at the data's voxel size, which is unknown: pass --voxel-size or --psf-voxel-size"
+                )
+            psf = as_psf(np.asarray(psf_image.data, dtype=np.float32), psf_voxel)
+            if voxel_size is not None and tuple(psf_voxel) != tuple(voxel_size):
+                from .psf.resample import resample_psf
+
+                psf = resample_psf(psf, voxel_size)
+        else:
+            psf = as_psf(psf_path, voxel_size)
+    camera = None
+    if args.camera_offset or args.camera_gain != 1.0 or args.read_noise or args.dark or args.flat:
+        dark = np.asarray(_read_image(Path(args.dark)).data) if args.dark else None
+        flat = np.asarray(_read_image(Path(args.flat)).data) if args.flat else None
+        camera = Camera(args.camera_offset, args.camera_gain, args.read_noise, dark, flat)
+    params = {name: getattr(args, name) for name in param_names}
+    started = time.perf_counter()
+    volume = reconstruct(
+        args.engine,
+        np.asarray(image.data),
+        psf,
+        voxel_size=voxel_size,
+        camera=camera,
+        device=args.device,
+        progress=ProgressBar(),
+        **params,
+    )
+    volume.metadata["input"] = str(args.input)
+    out = _write_volume(Path(args.output), volume)
+    summary = {
+        "output": str(out),
+        "shape": list(volume.data.shape),
+        "voxel_size_um": list(volume.voxel_size),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    print(json.dumps(summary) if args.json else f"wrote {out} {volume.data.shape} voxel {volume.voxel_size} µm")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``lfrecon demo``: reconstruct the shipped LFM sample with RL and write a TIFF."""
+    from .api import reconstruct
+    from .io.tiff import write_tiff
+    from .samples import load_sample
+
+    sample = load_sample("lfm")
+    print(f"sample 'lfm': {sample['description']}")
+    volume = reconstruct(
+        "rl", sample["data"], sample["psf"], iterations=args.iterations, device=args.device, progress=ProgressBar()
+    )
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = write_tiff(out_dir / "lfm_rl.tif", volume.data, voxel_size=volume.voxel_size, metadata=volume.metadata)
+    message = f"wrote {out}: volume {volume.data.shape} (Z, Y, X), voxel {volume.voxel_size} µm"
+    if "ground_truth" in sample:
+        from .metrics.basic import psnr
+
+        truth = sample["ground_truth"]
+        scale = float(np.sum(truth * volume.data) / max(np.sum(volume.data**2), 1e-12))
+        message += f"; PSNR vs ground truth {psnr(volume.data * scale, truth, data_range=float(truth.max())):.2f} dB"
+    print(message)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """``lfrecon sample NAME OUT``: write a sample's measurement (TIFF), PSF file and ground truth."""
+    from .io.tiff import write_tiff
+    from .psf.model import PSF_FILE_SUFFIX
+    from .samples import load_sample
+
+    sample = load_sample(args.name)
+    out = Path(args.output)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        out = out.with_suffix(".tif")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = [write_tiff(out, sample["data"], voxel_size=sample["data_scale"], metadata={"sample": args.name})]
+    psf_path = out.with_name(out.stem + PSF_FILE_SUFFIX)
+    written.append(sample["psf"].save(psf_path))
+    if "ground_truth" in sample:
+        written.append(
+            write_tiff(out.with_name(out.stem + "_ground_truth.tif"), sample["ground_truth"], voxel_size=sample["voxel_size"])
+        )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_psf(args: argparse.Namespace) -> int:
+    """``lfrecon psf MODALITY OUT``: compute a PSF from optics and save it."""
+    from .psf.model import PSF_FILE_SUFFIX
+
+    z_planes = np.arange(args.depths) * args.dz - (args.depths // 2) * args.dz
+    if args.modality == "widefield":
+        from .psf.widefield import widefield_psf
+
+        zernike = np.asarray(args.zernike or [], dtype=np.float64)
+        psf = widefield_psf(
+            (args.depths, args.size, args.size),
+            (args.dz, args.pixel, args.pixel),
+            na=args.na,
+            wavelength_um=args.wavelength,
+            immersion_index=args.index,
+            zernike_waves=zernike if zernike.size else None,
+        )
+    elif args.modality == "lfm":
+        from .psf.lfm import LFMOptics, lfm_psf
+
+        optics = LFMOptics(
+            magnification=args.magnification,
+            na=args.na,
+            immersion_index=args.index,
+            wavelength_um=args.wavelength,
+            lenslet_pitch_um=args.lenslet_pitch,
+            lenslet_focal_um=args.lenslet_focal,
+            camera_pixel_um=args.camera_pixel,
+            pixels_per_lenslet=args.pixels_per_lenslet,
+            supersample=args.supersample,
+        )
+        psf = lfm_psf(optics, z_planes, progress=lambda f: ProgressBar()(f, "LFM PSF"))
+    else:
+        from .psf.xlfm import XLFMOptics, xlfm_psf
+
+        psf = xlfm_psf(XLFMOptics(na=args.na, immersion_index=args.index, wavelength_um=args.wavelength), z_planes)
+    out = Path(args.output)
+    if not out.name.endswith(PSF_FILE_SUFFIX):
+        out = out.with_name(out.name.removesuffix(out.suffix) + PSF_FILE_SUFFIX)
+    psf.save(out)
+    print(f"wrote {out}: {psf.describe()}")
+    return 0
+
+
+def build_parser(engine_name: str | None = None) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The argument parser; with ``engine_name``, ``reconstruct`` also gets that engine's parameter flags."""
+    parser = argparse.ArgumentParser(prog="lfrecon", description="Physics-informed volume reconstruction (headless).")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps or auto (default: auto)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="reconstruct the shipped LFM sample with RL and write a TIFF")
+    demo.add_argument("--out", default="lfrecon-demo", help="output folder (default: ./lfrecon-demo)")
+    demo.add_argument("--iterations", type=int, default=30)
+
+    rec = sub.add_parser("reconstruct", help="reconstruct one input file into a volume (TIFF or OME-Zarr)")
+    rec.add_argument("--engine", default="rl", help=f"one of: {', '.join(engines.available())}")
+    rec.add_argument("--psf", help="PSF file (.psf.safetensors) or a TIFF stack (widefield PSF)")
+    rec.add_argument("--psf-voxel-size", nargs=3, type=float, metavar=("DZ", "DY", "DX"))
+    rec.add_argument("--voxel-size", nargs=3, type=float, metavar=("DZ", "DY", "DX"), help="µm; overrides the input's")
+    rec.add_argument("--camera-offset", type=float, default=0.0, help="camera offset in ADU")
+    rec.add_argument("--camera-gain", type=float, default=1.0, help="electrons per ADU")
+    rec.add_argument("--read-noise", type=float, default=0.0, help="read noise in electrons RMS")
+    rec.add_argument("--dark", help="dark frame (TIFF)")
+    rec.add_argument("--flat", help="flat / radiometry frame (TIFF)")
+    rec.add_argument("--json", action="store_true", help="print a JSON summary")
+    rec.add_argument("input")
+    rec.add_argument("output")
+    names: list[str] = []
+    if engine_name is not None:
+        names = _add_engine_flags(rec, engine_name)
+
+    psf = sub.add_parser("psf", help="compute a PSF from optics and save it")
+    psf.add_argument("modality", choices=("widefield", "lfm", "xlfm"))
+    psf.add_argument("output")
+    psf.add_argument("--na", type=float, default=0.8)
+    psf.add_argument("--wavelength", type=float, default=0.52, help="µm")
+    psf.add_argument("--index", type=float, default=1.33, help="immersion index")
+    psf.add_argument("--magnification", type=float, default=20.0)
+    psf.add_argument("--depths", type=int, default=33)
+    psf.add_argument("--dz", type=float, default=0.5, help="µm")
+    psf.add_argument("--size", type=int, default=64, help="widefield lateral size (pixels)")
+    psf.add_argument("--pixel", type=float, default=0.1, help="widefield lateral pixel (µm)")
+    psf.add_argument("--zernike", type=float, nargs="*", help="widefield Zernike coefficients, ANSI order, waves")
+    psf.add_argument("--lenslet-pitch", type=float, default=100.0, help="µm")
+    psf.add_argument("--lenslet-focal", type=float, default=2000.0, help="µm")
+    psf.add_argument("--camera-pixel", type=float, default=6.5, help="µm")
+    psf.add_argument("--pixels-per-lenslet", type=int, default=15)
+    psf.add_argument("--supersample", type=int, default=1)
+
+    sample = sub.add_parser("sample", help="write a shipped sample (measurement, PSF, ground truth)")
+    sample.add_argument("name")
+    sample.add_argument("output")
+    return parser, names
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``lfrecon``; returns the exit code (0 ok, 2 bad input, 1 unexpected failure)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    engine_name = None
+    if argv[:1] == ["reconstruct"] or "reconstruct" in argv:
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--engine", default="rl")
+        known, _ = pre.parse_known_args(argv)
+        engine_name = known.engine
+    try:
+        parser, names = build_parser(engine_name)
+    except KeyError as exc:
+        print(f"lfrecon: error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _show_warning  # type: ignore[assignment]
+        try:
+            if args.command == "reconstruct":
+                return cmd_reconstruct(args, names)
+            return {"demo": cmd_demo, "sample": cmd_sample, "psf": cmd_psf}[args.command](args)
+        except (EngineInputError, ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            print(f"lfrecon: error: {message}", file=sys.stderr)
+            return 2
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    print(f"lfrecon: warning: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

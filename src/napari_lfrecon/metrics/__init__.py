@@ -1,0 +1,5 @@
+"""Quality metrics (no Qt)."""
+
+from .basic import psnr
+
+__all__ = ["psnr"]
