@@ -99,10 +99,10 @@ def make_lfm():
 
 
 LFM_OPTICS = dict(
-    magnification=20.0, na=0.5, immersion_index=1.33, wavelength_um=0.52, lenslet_pitch_um=100.0 * 9 / 15 * 15 / 9,
-    lenslet_focal_um=2000.0, camera_pixel_um=100.0 / 9, pixels_per_lenslet=9, supersample=3,
+    magnification=20.0, na=0.5, immersion_index=1.33, wavelength_um=0.52, lenslet_pitch_um=58.5,
+    lenslet_focal_um=1170.0, camera_pixel_um=6.5, pixels_per_lenslet=9, supersample=3,
 )
-LFM_Z_PLANES = list(np.arange(-20.0, 21.0, 4.0))
+LFM_Z_PLANES = list(np.arange(-20.0, 21.0, 2.0))
 LFM_LENSLETS = 32
 
 MAKERS = {"widefield": make_widefield, "xlfm": make_xlfm, "lfm": make_lfm}
