@@ -1,0 +1,76 @@
+"""npe2 sample-data contributions: each sample opens with its PSF (no Qt import here).
+
+Each command returns napari ``LayerData`` tuples: the measurement (scale =
+the sample's ``data_scale``, ``metadata["psf"]`` = its PSF object, which the
+Reconstruct widget picks up) and, for simulated samples, the ground truth on
+the reconstructed volume's grid (hidden by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._geometry import output_translate
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def sample_layers(name: str) -> list[LayerData]:
+    """The layers of shipped sample ``name`` (``"widefield"``, ``"lfm"`` or ``"xlfm"``)."""
+    from ..samples import load_sample
+
+    sample = load_sample(name)
+    data = sample["data"]
+    scale = tuple(float(s) for s in sample.get("data_scale") or ()) or None
+    if scale is not None and len(scale) != data.ndim:
+        # A sampling that does not match the array would misplace the layer: say so, do not guess.
+        raise ValueError(f"sample {name!r}: data_scale {scale} does not match data of shape {data.shape}")
+    measurement_kwargs: dict[str, Any] = {
+        "name": name,
+        "metadata": {"psf": sample["psf"], "sample": name, "description": sample.get("description", "")},
+    }
+    if scale is not None:
+        measurement_kwargs["scale"] = scale
+    layers: list[LayerData] = [(data, measurement_kwargs, "image")]
+    truth = sample.get("ground_truth")
+    if truth is not None:
+        voxel = tuple(float(v) for v in sample["voxel_size"])[-truth.ndim :]
+        psf = sample["psf"]
+        # Placed exactly where the Reconstruct widget puts a result, so the two overlay.
+        translate = output_translate(
+            data.shape,
+            scale or (1.0,) * data.ndim,
+            (0.0,) * data.ndim,
+            truth.shape,
+            voxel,
+            psf.z_planes_um if psf.z_planes_um.size else None,
+        )
+        layers.append(
+            (
+                truth,
+                {
+                    "name": f"{name} ground truth",
+                    "scale": voxel,
+                    "translate": translate,
+                    "visible": False,
+                    "metadata": {"sample": name, "ground_truth": True},
+                },
+                "image",
+            )
+        )
+    return layers
+
+
+def make_widefield_sample() -> list[LayerData]:
+    """Widefield beads (simulated): a 3D bead stack with its widefield PSF."""
+    return sample_layers("widefield")
+
+
+def make_lfm_sample() -> list[LayerData]:
+    """Light field: bubtub (simulated): a raw light-field frame with its LFM PSF."""
+    return sample_layers("lfm")
+
+
+def make_xlfm_sample() -> list[LayerData]:
+    """XLFM: zebrafish-like (simulated): a raw XLFM frame with its XLFM PSF."""
+    return sample_layers("xlfm")

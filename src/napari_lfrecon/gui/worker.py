@@ -1,0 +1,405 @@
+"""The worker layer: the one place that turns an engine's ``Update`` stream into napari layers.
+
+:func:`stream_updates` is plain Python (no Qt): it converts the measurement to
+photo-electrons, runs ``engine.run`` and yields its updates plus three events of
+its own (:class:`Warned`, :class:`Failed`, :class:`Cancelled`), so exceptions and
+warnings never escape as tracebacks. :class:`EngineRunner` runs that generator
+in napari's ``thread_worker`` (or synchronously when ``LFRECON_SYNC=1``, for
+debugging) and handles each event on the main thread:
+
+* ``progress`` → :attr:`EngineRunner.progressed` (progress bar + status text);
+* ``preview`` → the data of ONE preview layer ``"<input> [<engine> preview]"``
+  is replaced in place and its contrast refreshed (never a layer per step);
+* ``metric`` → :attr:`EngineRunner.metric`;
+* ``result`` → the preview layer is removed and ``"<input> [<engine>]"`` is added
+  with the engine's output voxel size as ``scale``, a ``translate`` that centres
+  it on the input's field of view, and engine, params, timing, device and PSF in
+  ``metadata``;
+* errors → ``show_error`` with the reason; engine warnings → ``show_warning``.
+
+Cancel sets a stop flag that the engine sees through ``should_stop()``; the
+generator also stops pulling updates as soon as the flag is set, so a run stops
+within one engine step even for an engine that forgets to check. On cancel the
+last preview is KEPT, renamed ``"<input> [<engine> cancelled]"`` (a partial
+estimate is often worth looking at); no result layer is added. On error the
+preview layer is removed.
+
+The input layer's array is handed to the engine as a read-only view: engines
+copy what they change, and nothing here writes to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.utils.notifications import show_error, show_warning
+from psygnal import Signal
+
+from .. import engines
+from ..camera import Camera
+from ..device import describe_device, select_device
+from ..engines.base import Engine, EngineInputError, Inputs, Update, make_params
+from ..psf.model import PSF
+from ._geometry import output_translate
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+    import torch
+
+_LOG = logging.getLogger(__name__)
+
+#: Set to ``1`` to run engines synchronously on the calling thread (debugging, profiling).
+SYNC_ENV = "LFRECON_SYNC"
+
+
+# ------------------------------------------------------------------ events
+@dataclass
+class Warned:
+    """A warning raised while the engine ran (e.g. negative values clipped)."""
+
+    message: str
+
+
+@dataclass
+class Failed:
+    """The run stopped with an error; ``message`` is the reason shown to the user."""
+
+    message: str
+
+
+@dataclass
+class Cancelled:
+    """The run stopped because the stop flag was set."""
+
+    fraction: float
+    message: str
+
+
+Event = Update | Warned | Failed | Cancelled
+
+
+def error_message(exc: BaseException) -> str:
+    """The reason to show a user for ``exc``: its message for input errors, type and message otherwise."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, (ValueError, FileNotFoundError, EngineInputError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def stream_updates(
+    engine: Engine,
+    inputs: Inputs,
+    params: Any,
+    *,
+    device: torch.device,
+    stop: threading.Event,
+    camera: Camera | None = None,
+) -> Iterator[Event]:
+    """Run ``engine`` and yield its updates and this layer's own events; never raises.
+
+    ``camera`` (when given) converts ``inputs.data`` from ADU to photo-electrons
+    first, on this (worker) thread. Warnings become :class:`Warned` events and
+    exceptions a final :class:`Failed`; a set ``stop`` ends the stream with
+    :class:`Cancelled` after at most one more engine update.
+    """
+    fraction, last_progress = 0.0, ""
+    with warnings.catch_warnings(record=True) as caught:
+        # "always": a warning repeated in a second run must still reach the user.
+        warnings.simplefilter("always")
+        try:
+            if camera is not None:
+                inputs = Inputs(
+                    data=camera.to_electrons(inputs.data),
+                    psf=inputs.psf,
+                    voxel_size=inputs.voxel_size,
+                    extra={**inputs.extra, "read_noise": camera.read_noise},
+                )
+            yield from _drain(caught)
+            updates = engine.run(inputs, params, device=device, should_stop=stop.is_set)
+            try:
+                for update in updates:
+                    yield from _drain(caught)
+                    if update.kind == "progress":
+                        fraction, last_progress = update.fraction, update.message
+                    yield update
+                    if update.kind == "result":
+                        return
+                    if stop.is_set():
+                        break
+            finally:
+                updates.close()
+            yield from _drain(caught)
+            if stop.is_set():
+                # Engines may say where they stopped themselves ("cancelled after iteration 4").
+                if last_progress.startswith("cancelled"):
+                    message = last_progress
+                else:
+                    message = f"cancelled after {last_progress}" if last_progress else "cancelled"
+                yield Cancelled(fraction, f"{message} ({fraction:.1%} done)")
+            else:
+                yield Failed(f"engine {engine.name!r} finished without a result")
+        except Exception as exc:  # every failure becomes a message, never a traceback in the UI
+            _LOG.debug("engine %s failed", engine.name, exc_info=True)
+            yield from _drain(caught)
+            yield Failed(error_message(exc))
+
+
+def _drain(caught: list[warnings.WarningMessage]) -> Iterator[Warned]:
+    while caught:
+        yield Warned(str(caught.pop(0).message))
+
+
+def _fit_contrast(layer: Any, volume: np.ndarray) -> None:
+    """Stretch the contrast over the whole volume: an improving estimate changes its range every step."""
+    # napari's own reset looks at the displayed slice only and keeps the old slider range.
+    low, high = float(np.min(volume)), float(np.max(volume))
+    if not high > low:
+        high = low + 1.0
+    layer.contrast_limits_range = (low, high)
+    layer.contrast_limits = (low, high)
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    plain = (int, float, str, bool, type(None))
+    return {k: (v if isinstance(v, plain) else str(v)) for k, v in values.items()}
+
+
+# ------------------------------------------------------------------ runner
+@dataclass
+class RunRequest:
+    """Everything one run needs; built by a widget (or a script) from layers and form values.
+
+    ``data`` is the input layer's array (handed over read-only); ``input_scale``
+    and ``input_translate`` are that layer's, one number per data axis;
+    ``params`` are raw form values checked with ``make_params``.
+    """
+
+    engine: str
+    data: Any
+    psf: PSF | None
+    params: dict[str, Any] = field(default_factory=dict)
+    input_name: str = "input"
+    input_scale: tuple[float, ...] | None = None
+    input_translate: tuple[float, ...] | None = None
+    camera: Camera | None = None
+    device: str | None = None
+
+
+class EngineRunner:
+    """One engine run mirrored into a napari viewer (see the module docstring for what each update does).
+
+    Construct it (input errors raise ``ValueError`` with the reason, before any
+    thread starts), connect to its signals, then call :meth:`start`. After the
+    run, :attr:`status` is ``"done"``, ``"cancelled"`` or ``"failed"`` and
+    :attr:`result_layer` holds the final layer when there is one.
+    """
+
+    #: ``(fraction in [0, 1], message)`` for each progress update.
+    progressed = Signal(float, str)
+    #: ``(name, value)`` for each metric update.
+    metric = Signal(str, float)
+    #: The preview layer after each in-place update (for live metric widgets).
+    previewed = Signal(object)
+    #: Emitted once when the run is over, with :attr:`status` and a one-line message.
+    finished = Signal(str, str)
+
+    def __init__(self, viewer: napari.Viewer, request: RunRequest, *, sync: bool | None = None) -> None:
+        self.viewer = viewer
+        self.request = request
+        self.engine = engines.get(request.engine)
+        psf = request.psf
+        if psf is not None and psf.modality not in self.engine.modalities:
+            raise EngineInputError(
+                f"engine {self.engine.name!r} handles {', '.join(self.engine.modalities)} data, "
+                f"not a {psf.modality} PSF"
+            )
+        self.params = make_params(self.engine.Params, request.params)
+        self.device = select_device(request.device)
+        data = np.asarray(request.data)
+        view = data.view()
+        view.flags.writeable = False  # the input layer is never modified, by us or an engine
+        ndim = data.ndim
+        self.input_scale = tuple(request.input_scale) if request.input_scale is not None else (1.0,) * ndim
+        self.input_translate = tuple(request.input_translate) if request.input_translate is not None else (0.0,) * ndim
+        data_voxel = tuple(float(s) for s in self.input_scale) if ndim == 3 else None
+        self.inputs = Inputs(data=view, psf=psf, voxel_size=data_voxel)  # type: ignore[arg-type]
+        out_voxel = self.engine.output_voxel_size(self.inputs)
+        if out_voxel is None:
+            raise EngineInputError("the output voxel size is unknown: give the input layer a scale in µm or use a PSF")
+        self.output_voxel_size = tuple(float(v) for v in out_voxel)
+        self.sync = os.environ.get(SYNC_ENV, "") not in ("", "0") if sync is None else sync
+        self.stop_flag = threading.Event()
+        self.worker: GeneratorWorker | None = None
+        self.preview_layer: Any = None
+        self.result_layer: Any = None
+        #: The last preview, kept and renamed when the run is cancelled.
+        self.cancelled_layer: Any = None
+        self.status = "idle"
+        self.message = ""
+        self.seconds = 0.0
+        self._started = 0.0
+        self._fraction = 0.0
+        self._metrics: dict[str, float] = {}
+
+    # --------------------------------------------------------------- control
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and the :attr:`finished` signal."""
+        return self.status == "running"
+
+    def start(self) -> GeneratorWorker | None:
+        """Start the run: in a thread (returns the worker) or, in sync mode, to completion (returns ``None``)."""
+        if self.status != "idle":
+            raise RuntimeError("an EngineRunner runs once; make a new one for another run")
+        self.status = "running"
+        self._started = time.perf_counter()
+        kwargs = dict(device=self.device, stop=self.stop_flag, camera=self.request.camera)
+        if self.sync:
+            for event in stream_updates(self.engine, self.inputs, self.params, **kwargs):
+                self._on_event(event)
+            self._on_worker_finished()
+            return None
+        make_worker = thread_worker(stream_updates, start_thread=False)
+        worker = make_worker(self.engine, self.inputs, self.params, **kwargs)
+        worker.yielded.connect(self._on_event)
+        worker.finished.connect(self._on_worker_finished)
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Ask the engine to stop; it does within one step, then :attr:`finished` fires with ``"cancelled"``."""
+        self.stop_flag.set()
+
+    # ------------------------------------------------------ main-thread side
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Warned):
+            show_warning(event.message)
+        elif isinstance(event, Failed):
+            self._end("failed", event.message)
+        elif isinstance(event, Cancelled):
+            self._end("cancelled", event.message)
+        elif event.kind == "progress":
+            self._fraction = float(event.fraction)
+            self.progressed.emit(self._fraction, event.message)
+        elif event.kind == "metric":
+            name, value = event.data
+            self._metrics[str(name)] = float(value)
+            self.metric.emit(str(name), float(value))
+        elif event.kind == "preview":
+            self._show_preview(np.asarray(event.data))
+        elif event.kind == "result":
+            self._show_result(np.asarray(event.data), event.message)
+
+    def _show_preview(self, volume: np.ndarray) -> None:
+        if self.status != "running":
+            return
+        layer = self.preview_layer
+        if layer is None or layer not in self.viewer.layers:
+            layer = self.viewer.add_image(
+                volume,
+                name=f"{self.request.input_name} [{self.engine.name} preview]",
+                scale=self._out_scale(volume),
+                translate=self._out_translate(volume),
+                metadata={"preview": True, "engine": self.engine.name},
+            )
+            self.preview_layer = layer
+        else:
+            layer.data = volume
+        _fit_contrast(layer, volume)
+        self.previewed.emit(layer)
+
+    def _show_result(self, volume: np.ndarray, message: str) -> None:
+        self.seconds = time.perf_counter() - self._started
+        self._remove_preview()
+        self.result_layer = self.viewer.add_image(
+            volume,
+            name=f"{self.request.input_name} [{self.engine.name}]",
+            scale=self._out_scale(volume),
+            translate=self._out_translate(volume),
+            metadata=self._metadata(volume),
+        )
+        self._end("done", message or "done")
+
+    def _end(self, status: str, message: str) -> None:
+        if self.status != "running":
+            return
+        self.seconds = time.perf_counter() - self._started
+        self.status, self.message = status, message
+        if status == "failed":
+            self._remove_preview()
+            show_error(f"{self.engine.title or self.engine.name} failed: {message}")
+        elif status == "cancelled" and self.preview_layer is not None:
+            layer = self.preview_layer
+            layer.name = f"{self.request.input_name} [{self.engine.name} cancelled]"
+            layer.metadata = {**self._metadata(layer.data), "cancelled": True, "fraction": self._fraction}
+            self.cancelled_layer, self.preview_layer = layer, None
+
+    def _on_worker_finished(self) -> None:
+        if self.status == "running":
+            # The stream always ends with result/Failed/Cancelled; reaching here means the worker was killed.
+            self._end("failed", "the worker stopped before the engine finished")
+        self.finished.emit(self.status, self.message)
+
+    def _remove_preview(self) -> None:
+        if self.preview_layer is not None and self.preview_layer in self.viewer.layers:
+            self.viewer.layers.remove(self.preview_layer)
+        self.preview_layer = None
+
+    # ---------------------------------------------------------------- layers
+    def _out_scale(self, volume: np.ndarray) -> tuple[float, ...]:
+        voxel = self.output_voxel_size
+        # A batch/channel axis in front of the volume keeps unit scale.
+        return (1.0,) * (volume.ndim - len(voxel)) + voxel[-volume.ndim :]
+
+    def _out_translate(self, volume: np.ndarray) -> tuple[float, ...]:
+        psf = self.request.psf
+        z_planes = psf.z_planes_um if psf is not None and psf.z_planes_um.size else None
+        return output_translate(
+            tuple(self.inputs.data.shape),
+            self.input_scale,
+            self.input_translate,
+            tuple(volume.shape),
+            self._out_scale(volume),
+            z_planes,
+        )
+
+    def _metadata(self, volume: np.ndarray) -> dict[str, Any]:
+        request = self.request
+        metadata: dict[str, Any] = {
+            "engine": self.engine.name,
+            "params": _jsonable(vars(self.params)),
+            "seconds": round(self.seconds, 3),
+            "device": describe_device(self.device),
+            "input_layer": request.input_name,
+            "input_shape": list(self.inputs.data.shape),
+            "voxel_size": list(self.output_voxel_size),
+            "output_shape": list(volume.shape),
+        }
+        if self._metrics:
+            metadata["metrics"] = dict(self._metrics)
+        if request.psf is not None:
+            metadata["psf"] = request.psf.describe()
+        if request.camera is not None:
+            cam = request.camera
+            metadata["camera"] = {"offset": cam.offset, "gain": cam.gain, "read_noise": cam.read_noise}
+        return metadata
+
+
+def run_blocking(viewer: napari.Viewer, request: RunRequest, on_progress: Callable[[float, str], None] | None = None):
+    """Run ``request`` synchronously and return the finished :class:`EngineRunner` (scripts, debugging)."""
+    runner = EngineRunner(viewer, request, sync=True)
+    if on_progress is not None:
+        runner.progressed.connect(on_progress)
+    runner.start()
+    return runner
