@@ -102,7 +102,7 @@ class PhaseSpaceLF(nn.Module):
         self.coarse_shape = (self.fft_shape[0] // s, self.fft_shape[1] // s)
         self.max_spectra_bytes = int(max_spectra_bytes)
         self.register_buffer("psf", kernel.contiguous(), persistent=False)
-        self._spectra: torch.Tensor | None = None  # cached (Py·(Px//2+1), A, D), for one device/dtype
+        self._spectra: torch.Tensor | None = None  # cached (Qy·(Px//2+1), s·D, A), for one device/dtype
         self._index_cache: dict[str, tuple[torch.Tensor, ...]] = {}
 
     # ------------------------------------------------------------ spectra
@@ -116,13 +116,17 @@ class PhaseSpaceLF(nn.Module):
         return self.n_views * self.volume_shape[0] * py * (px // 2 + 1) * itemsize
 
     def _kernel_spectra(self, views: slice, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """Kernel spectra of ``views`` in the layout the batched matmuls use: ``(Qy·(Px//2+1), a, s·D)``.
+        """Kernel spectra of ``views`` in the layout the batched matmuls use: ``(Qy·(Px//2+1), s·D, a)``.
 
         Kernels are placed with their centre at index ``-(s//2)`` so that output
         index ``s·j`` of the convolution reads lenslet centre ``s·j + s//2``.
         The y frequency ``ky = l·Qy + my`` is split so that ``l`` (the ``s``
         aliases that fold onto ``my`` when sampling every s-th row) joins the
         depth in the contracted axis: one matmul sums over depths and folds.
+        The angle axis is last so that both directions are row-vector × matrix
+        products per frequency (``(B, s·D) @ (s·D, a)``, and ``(B, a) @ (a, s·D)``
+        through a transposed view), which BLAS batches well, instead of
+        matrix × column-vector products, which it runs one frequency at a time.
         """
         kernel = self.psf[views].to(device=device, dtype=dtype)
         kh, kw = kernel.shape[-2:]
@@ -135,8 +139,8 @@ class PhaseSpaceLF(nn.Module):
         padded = torch.roll(padded, shifts=(-(kh // 2) - shift, -(kw // 2) - shift), dims=(-2, -1))
         spectra = torch.fft.rfft2(padded)  # (a, D, Py, Pxh)
         n = spectra.shape[0]
-        spectra = spectra.reshape(n, depth, s, qy, px // 2 + 1).permute(3, 4, 0, 2, 1)  # (Qy, Pxh, a, l, D)
-        return spectra.reshape(qy * (px // 2 + 1), n, s * depth).contiguous()
+        spectra = spectra.reshape(n, depth, s, qy, px // 2 + 1).permute(3, 4, 2, 1, 0)  # (Qy, Pxh, l, D, a)
+        return spectra.reshape(qy * (px // 2 + 1), s * depth, n).contiguous()
 
     def _all_spectra(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
         """All kernel spectra if they fit the budget (cached for one device/dtype), else ``None``."""
@@ -162,7 +166,7 @@ class PhaseSpaceLF(nn.Module):
         self, views: slice, all_spectra: torch.Tensor | None, device: torch.device, dtype: torch.dtype
     ) -> torch.Tensor:
         if all_spectra is not None:
-            return all_spectra[:, views]
+            return all_spectra[..., views]
         return self._kernel_spectra(views, device, dtype)
 
     # ------------------------------------------------------------ shapes
@@ -190,14 +194,14 @@ class PhaseSpaceLF(nn.Module):
         pxh = px // 2 + 1
         # each depth is transformed once, laid out frequency-first with (alias l, depth) as the contracted axis
         vol_spec = torch.fft.rfft2(vol, s=(py, px)).reshape(batch, depth, s, qy, pxh)
-        vol_spec = vol_spec.permute(3, 4, 2, 1, 0).reshape(qy * pxh, s * depth, batch)
+        vol_spec = vol_spec.permute(3, 4, 0, 2, 1).reshape(qy * pxh, batch, s * depth).contiguous()
         spectra = self._all_spectra(vol.device, vol.dtype)
         outputs = []
         for views in self._angle_chunks(vol.dtype):
-            kernels = self._spectra_for(views, spectra, vol.device, vol.dtype)  # (Qy·Pxh, a, s·D)
+            kernels = self._spectra_for(views, spectra, vol.device, vol.dtype)  # (Qy·Pxh, s·D, a)
             # Σ over depths and over the s y-aliases: the spectrum of every s-th row (hence / s)
-            folded = torch.matmul(kernels, vol_spec) / s  # (Qy·Pxh, a, B)
-            folded = folded.reshape(qy, pxh, -1, batch).permute(3, 2, 0, 1)
+            folded = torch.matmul(vol_spec, kernels) / s  # (Qy·Pxh, B, a)
+            folded = folded.reshape(qy, pxh, batch, -1).permute(2, 3, 0, 1)
             rows = torch.fft.irfft2(folded, s=(qy, px))  # every s-th row; x still at full resolution
             outputs.append(rows[..., :ny, : s * nx : s])
         out = torch.cat(outputs, dim=1)
@@ -218,13 +222,14 @@ class PhaseSpaceLF(nn.Module):
         upsampled = views.new_zeros((batch, self.n_views, ny, px))
         upsampled[..., : s * nx : s] = views
         view_spec = torch.fft.rfft2(upsampled, s=(qy, px)).permute(2, 3, 0, 1).reshape(qy * pxh, batch, -1)
-        view_spec = view_spec.conj()
+        # contiguous, conjugated in memory: strided or lazily conjugated operands make CPU matmul copy per frequency
+        view_spec = view_spec.contiguous().conj_physical_()
         spectra = self._all_spectra(views.device, views.dtype)
         acc = None
         for chunk in self._angle_chunks(views.dtype):
-            kernels = self._spectra_for(chunk, spectra, views.device, views.dtype)  # (Qy·Pxh, a, s·D)
+            kernels = self._spectra_for(chunk, spectra, views.device, views.dtype)  # (Qy·Pxh, s·D, a)
             # Σ_a conj(H)·V = conj(Σ_a conj(V)·H): the conjugates stay on the small tensors
-            part = torch.matmul(view_spec[..., chunk], kernels)  # (Qy·Pxh, B, s·D)
+            part = torch.matmul(view_spec[..., chunk], kernels.transpose(-2, -1))  # (Qy·Pxh, B, s·D)
             acc = part if acc is None else acc + part
         assert acc is not None
         spec = acc.conj().reshape(qy, pxh, batch, s, depth).permute(2, 4, 3, 0, 1).reshape(batch, depth, py, pxh)
