@@ -89,36 +89,73 @@ def _write_volume(path: Path, volume) -> Path:
     return write_tiff(path, volume.data, voxel_size=volume.voxel_size, metadata=volume.metadata)
 
 
-def cmd_reconstruct(args: argparse.Namespace, param_names: list[str]) -> int:
-    """``lfrecon reconstruct``: one input file → one volume file."""
-    from .api import as_psf, reconstruct
+#: Flags that send ``reconstruct`` through the chunked batch runner even for a TIFF output.
+BATCH_FLAGS = ("max_memory", "tile", "overlap", "blend", "workers", "scheduler")
+
+
+def _load_psf(args: argparse.Namespace, voxel_size: tuple[float, ...] | None):
+    """The PSF named by ``--psf`` (a PSF file, or a TIFF stack read at the data's voxel size)."""
+    from .api import as_psf
+
+    if args.psf is None:
+        return None
+    psf_path = Path(args.psf)
+    if psf_path.suffix.lower() not in (".tif", ".tiff"):
+        return as_psf(psf_path, voxel_size)  # type: ignore[arg-type]
+    psf_image = _read_image(psf_path)
+    psf_voxel = _voxel(args.psf_voxel_size) or voxel_size
+    if psf_voxel is None:
+        raise EngineInputError(
+            "a TIFF PSF is read at the data's voxel size, which is unknown: pass --voxel-size or --psf-voxel-size"
+        )
+    psf = as_psf(np.asarray(psf_image.data, dtype=np.float32), psf_voxel)  # type: ignore[arg-type]
+    if voxel_size is not None and tuple(psf_voxel) != tuple(voxel_size):
+        from .psf.resample import resample_psf
+
+        psf = resample_psf(psf, voxel_size)  # type: ignore[arg-type]
+    return psf
+
+
+def _camera(args: argparse.Namespace):
+    """A :class:`Camera` from the camera flags, or ``None`` when they are all at their defaults."""
     from .camera import Camera
 
+    if not (args.camera_offset or args.camera_gain != 1.0 or args.read_noise or args.dark or args.flat):
+        return None
+    dark = np.asarray(_read_image(Path(args.dark)).data) if args.dark else None
+    flat = np.asarray(_read_image(Path(args.flat)).data) if args.flat else None
+    return Camera(args.camera_offset, args.camera_gain, args.read_noise, dark, flat)
+
+
+def _int_list(text: str) -> list[int]:
+    """``"256"`` or ``"16,256,256"`` → a list of ints (argparse type for ``--tile`` / ``--overlap``)."""
+    try:
+        values = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas, e.g. 256 or 16,256,256; got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    return values
+
+
+def _wants_batch(args: argparse.Namespace) -> bool:
+    return "".join(Path(args.output).suffixes).lower().endswith(".zarr") or any(
+        getattr(args, name, None) not in (None, False) for name in BATCH_FLAGS
+    )
+
+
+def cmd_reconstruct(args: argparse.Namespace, param_names: list[str]) -> int:
+    """``lfrecon reconstruct``: one input file → one volume file (OME-Zarr outputs run chunk by chunk)."""
+    from .api import reconstruct
+
+    if _wants_batch(args):
+        return cmd_reconstruct_batch(args, param_names)
     image = _read_image(Path(args.input))
     voxel_size = _voxel(args.voxel_size) or (tuple(image.voxel_size) if image.voxel_size else None)
-    if args.psf is None:
-        psf = None
-    else:
-        psf_path = Path(args.psf)
-        if psf_path.suffix.lower() in (".tif", ".tiff"):
-            psf_image = _read_image(psf_path)
-            psf_voxel = _voxel(args.psf_voxel_size) or voxel_size
-            if psf_voxel is None:
-                raise EngineInputError(
-                    "a TIFF PSF is read at the data's voxel size, which is unknown: pass --voxel-size or --psf-voxel-size"
-                )
-            psf = as_psf(np.asarray(psf_image.data, dtype=np.float32), psf_voxel)
-            if voxel_size is not None and tuple(psf_voxel) != tuple(voxel_size):
-                from .psf.resample import resample_psf
-
-                psf = resample_psf(psf, voxel_size)
-        else:
-            psf = as_psf(psf_path, voxel_size)
-    camera = None
-    if args.camera_offset or args.camera_gain != 1.0 or args.read_noise or args.dark or args.flat:
-        dark = np.asarray(_read_image(Path(args.dark)).data) if args.dark else None
-        flat = np.asarray(_read_image(Path(args.flat)).data) if args.flat else None
-        camera = Camera(args.camera_offset, args.camera_gain, args.read_noise, dark, flat)
+    psf = _load_psf(args, voxel_size)
+    camera = _camera(args)
     params = {name: getattr(args, name) for name in param_names}
     started = time.perf_counter()
     volume = reconstruct(
@@ -140,6 +177,57 @@ def cmd_reconstruct(args: argparse.Namespace, param_names: list[str]) -> int:
         "seconds": round(time.perf_counter() - started, 2),
     }
     print(json.dumps(summary) if args.json else f"wrote {out} {volume.data.shape} voxel {volume.voxel_size} µm")
+    return 0
+
+
+def cmd_reconstruct_batch(args: argparse.Namespace, param_names: list[str]) -> int:
+    """``lfrecon reconstruct … OUT.zarr``: chunked, resumable, optionally distributed (``napari_lfrecon.batch``)."""
+    from .batch import open_source, parse_size, run_batch
+
+    output = Path(args.output)
+    if not "".join(output.suffixes).lower().endswith(".zarr"):
+        raise EngineInputError(f"chunked runs write OME-Zarr: the output must end in .zarr, got {output}")
+    if args.workers is not None and args.workers < 1:
+        raise EngineInputError(f"--workers must be ≥ 1, got {args.workers}")
+    source, header = open_source(args.input)
+    voxel_size = _voxel(args.voxel_size) or (tuple(header.voxel_size) if header.voxel_size else None)
+    psf = _load_psf(args, voxel_size)
+    if psf is not None and psf.modality == "widefield":
+        if voxel_size is None or len(voxel_size) != 3:
+            raise EngineInputError(
+                f"the input {args.input} states no (dz, dy, dx) voxel size: pass --voxel-size DZ DY DX (µm)"
+            )
+        if not np.allclose(psf.voxel_size, voxel_size, rtol=1e-6):
+            from .psf.resample import resample_psf
+
+            psf = resample_psf(psf, voxel_size)  # type: ignore[arg-type]
+    params = {name: getattr(args, name) for name in param_names}
+    summary = run_batch(
+        source,
+        output,
+        psf,
+        engine=args.engine,
+        params=params,
+        voxel_size=voxel_size if voxel_size is not None and len(voxel_size) == 3 else None,  # type: ignore[arg-type]
+        camera=_camera(args),
+        device=args.device,
+        max_memory=parse_size(args.max_memory) if args.max_memory else None,
+        tile=args.tile,
+        overlap=args.overlap,
+        blend=args.blend or 0,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+        progress=ProgressBar(),
+        metadata={"input_path": str(args.input)},
+    )
+    if args.json:
+        print(json.dumps(summary.as_dict()))
+    else:
+        print(
+            f"wrote {summary.output} {summary.shape} ({summary.axes}) voxel {summary.voxel_size_um} µm: "
+            f"{summary.chunks_computed} chunks computed, {summary.chunks_skipped} already done"
+        )
     return 0
 
 
@@ -184,7 +272,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     written.append(sample["psf"].save(psf_path))
     if "ground_truth" in sample:
         written.append(
-            write_tiff(out.with_name(out.stem + "_ground_truth.tif"), sample["ground_truth"], voxel_size=sample["voxel_size"])
+            write_tiff(
+                out.with_name(out.stem + "_ground_truth.tif"), sample["ground_truth"], voxel_size=sample["voxel_size"]
+            )
         )
     for path in written:
         print(f"wrote {path}")
@@ -235,6 +325,89 @@ def cmd_psf(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Fields of the training engine's Params that ``lfrecon train`` sets from its own arguments.
+_TRAIN_OWN_FLAGS = ("output",)
+
+
+def _add_train_parser(sub: Any) -> None:
+    """``lfrecon train serenet INPUT… --psf PSF --out WEIGHTS``: flags from the training engine's Params."""
+    train = sub.add_parser("train", help="train a network engine (self-supervised SeReNet) on raw frames")
+    train.add_argument("engine", choices=("serenet",), help="the engine to train")
+    train.add_argument("inputs", nargs="*", metavar="INPUT", help="raw light-field TIFFs (Y, X) or (N, Y, X)")
+    train.add_argument("--psf", required=True, help="the LFM PSF file (.psf.safetensors) of these frames")
+    train.add_argument("--out", required=True, help="weights file to write (.safetensors)")
+    train.add_argument("--simulate", type=int, default=0, metavar="N", help="train on N simulated phantom frames")
+    train.add_argument("--simulate-lenslets", type=int, default=32, help="lenslets per side of simulated frames")
+    train.add_argument("--simulate-family", default="bubtub", choices=("bubtub", "filaments", "beads"))
+    train.add_argument("--simulate-seed", type=int, default=1, help="seed of the simulated frames")
+    group = train.add_argument_group("serenet-train parameters")
+    for spec in param_specs(engines.get("serenet-train").Params):
+        if spec["name"] in _TRAIN_OWN_FLAGS:
+            continue
+        flag = "--" + spec["name"].replace("_", "-")
+        if spec["type"] is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=spec["default"], help=spec["help"])
+        else:
+            kind, default, choices = spec["type"], spec["default"], spec["choices"]
+            group.add_argument(flag, type=kind, default=default, choices=choices, help=spec["help"])
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``lfrecon train serenet``: train on the INPUT frames and/or simulated ones; write the weights."""
+    from .engines.base import Inputs, make_params
+    from .psf.model import PSF
+
+    psf = PSF.load(args.psf)
+    frames = []
+    described = []
+    for path in args.inputs:
+        frame = np.asarray(_read_image(Path(path)).data, dtype=np.float32)
+        frames.extend(frame if frame.ndim == 3 and frame.shape[0] != psf.array.shape[0] else [frame])
+        described.append(Path(path).name)
+    if args.simulate:
+        from .engines.serenet_data import simulate_training_frames
+
+        lenslets = (args.simulate_lenslets, args.simulate_lenslets)
+        views, _, _ = simulate_training_frames(
+            psf, args.simulate, lenslets, family=args.simulate_family, seed=args.simulate_seed
+        )
+        frames.extend(views)
+        family, seed = args.simulate_family, args.simulate_seed
+        described.append(f"{args.simulate} simulated {family} frames, {lenslets} lenslets, seed {seed}")
+    if not frames:
+        raise EngineInputError("nothing to train on: give raw light-field TIFFs or --simulate N")
+    from .engines.serenet_data import measurement_to_views
+
+    data = np.stack([measurement_to_views(f, psf) for f in frames])
+    engine = engines.get("serenet-train")
+    names = [s["name"] for s in param_specs(engine.Params) if s["name"] not in _TRAIN_OWN_FLAGS]
+    values = {name: getattr(args, name) for name in names}
+    params = make_params(engine.Params, dict(values, output=str(args.out)))
+    command = ["lfrecon", "train", args.engine, *args.inputs, "--psf", str(args.psf), "--out", str(args.out)]
+    if args.simulate:
+        command += ["--simulate", str(args.simulate), "--simulate-lenslets", str(args.simulate_lenslets)]
+        command += ["--simulate-family", args.simulate_family, "--simulate-seed", str(args.simulate_seed)]
+    for name in names:
+        value = values[name]
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            command.append(flag if value else "--no-" + flag[2:])
+        elif value != "":
+            command += [flag, str(value)]
+    inputs = Inputs(data=data, psf=psf, extra={"command": " ".join(command), "data_description": "; ".join(described)})
+    from .device import select_device
+
+    bar = ProgressBar()
+    for update in engine.run(inputs, params, device=select_device(args.device), should_stop=lambda: False):
+        if update.kind == "progress":
+            bar(update.fraction, update.message)
+        elif update.kind == "metric" and update.data[0] == "loss":
+            bar(update.fraction, update.message)
+        elif update.kind == "result":
+            print(update.message)
+    return 0
+
+
 def build_parser(engine_name: str | None = None) -> tuple[argparse.ArgumentParser, list[str]]:
     """The argument parser; with ``engine_name``, ``reconstruct`` also gets that engine's parameter flags."""
     parser = argparse.ArgumentParser(prog="lfrecon", description="Physics-informed volume reconstruction (headless).")
@@ -256,6 +429,18 @@ def build_parser(engine_name: str | None = None) -> tuple[argparse.ArgumentParse
     rec.add_argument("--dark", help="dark frame (TIFF)")
     rec.add_argument("--flat", help="flat / radiometry frame (TIFF)")
     rec.add_argument("--json", action="store_true", help="print a JSON summary")
+    scale = rec.add_argument_group("chunked runs (OME-Zarr output; any of these flags selects them)")
+    scale.add_argument("--max-memory", metavar="SIZE", help="data working set per worker, e.g. 512MiB (default 1GiB)")
+    scale.add_argument(
+        "--tile", type=_int_list, metavar="N[,N[,N]]", help="core tile (voxels): Y=X, Y,X or Z,Y,X; frames per chunk"
+    )
+    scale.add_argument(
+        "--overlap", type=_int_list, metavar="N[,N[,N]]", help="voxels added per side: one or Z,Y,X (default: PSF size)"
+    )
+    scale.add_argument("--blend", type=int, default=None, metavar="N", help="blending ramp width in voxels (default 0)")
+    scale.add_argument("--workers", type=int, metavar="N", help="start a local dask cluster of N single-thread workers")
+    scale.add_argument("--scheduler", metavar="ADDRESS", help="use an existing dask scheduler, e.g. tcp://host:8786")
+    scale.add_argument("--overwrite", action="store_true", help="replace an existing output from a different run")
     rec.add_argument("input")
     rec.add_argument("output")
     names: list[str] = []
@@ -280,10 +465,46 @@ def build_parser(engine_name: str | None = None) -> tuple[argparse.ArgumentParse
     psf.add_argument("--pixels-per-lenslet", type=int, default=15)
     psf.add_argument("--supersample", type=int, default=1)
 
+    _add_train_parser(sub)
+
+    from .cli_calibrate import add_calibrate_parser
+
+    add_calibrate_parser(sub)
+
     sample = sub.add_parser("sample", help="write a shipped sample (measurement, PSF, ground truth)")
     sample.add_argument("name")
     sample.add_argument("output")
+
+    bench = sub.add_parser("bench", help="run LFRecon-Bench: every registered engine and the baselines, one table")
+    bench.add_argument("--quick", action="store_true", help="tiny version (CI): a few seconds per modality")
+    bench.add_argument("--out", default=None, help="output folder (default: benchmarks/results)")
+    bench.add_argument("--tasks", nargs="*", help="only these tasks (widefield lfm xlfm anisotropic diffraction)")
+    bench.add_argument(
+        "--save-data", action="store_true", help="also write the data sets (npz + PSF + manifest) and trained weights"
+    )
     return parser, names
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``lfrecon bench``: build the seeded benchmark, run every engine and baseline, write table and plots."""
+    from .bench import DEFAULT_OUT, FULL, QUICK, run_benchmark
+
+    result = run_benchmark(
+        QUICK if args.quick else FULL,
+        Path(args.out) if args.out else DEFAULT_OUT,
+        tasks=args.tasks,
+        device=args.device,
+        save_data=args.save_data,
+    )
+    print(Path(result["paths"]["markdown"]).read_text())
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``lfrecon calibrate bead|lightfield``: see :mod:`.cli_calibrate`."""
+    from .cli_calibrate import cmd_calibrate as run_calibrate
+
+    return run_calibrate(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -307,7 +528,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "reconstruct":
                 return cmd_reconstruct(args, names)
-            return {"demo": cmd_demo, "sample": cmd_sample, "psf": cmd_psf}[args.command](args)
+            return {
+                "demo": cmd_demo,
+                "train": cmd_train,
+                "sample": cmd_sample,
+                "psf": cmd_psf,
+                "bench": cmd_bench,
+                "calibrate": cmd_calibrate,
+            }[args.command](args)
         except (EngineInputError, ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             print(f"lfrecon: error: {message}", file=sys.stderr)

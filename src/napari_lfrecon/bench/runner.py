@@ -204,7 +204,7 @@ def methods_for(
         return methods
     for name in engines.available():
         engine = engines.get(name)
-        if task.modality not in engine.modalities or is_trainer(name):
+        if task.modality not in engine.modalities or is_trainer(name) or engine.kind == "calibrate":
             continue
         trainer = trainer_of(name)
         training = _Training(name, trainer, config, weights_dir, device) if trainer else None

@@ -21,12 +21,14 @@ def _load_builtins() -> None:
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
         from . import rl  # noqa: F401  (registers itself)
+        from . import serenet  # noqa: F401  (registers serenet and serenet-train)
+        from . import bead_fit  # noqa: F401  (registers bead-fit)
 
 
-def available() -> list[str]:
-    """Names of the registered engines, sorted."""
+def available(kind: str | None = None) -> list[str]:
+    """Names of the registered engines, sorted; with ``kind`` (e.g. ``"reconstruct"``) only engines of that kind."""
     _load_builtins()
-    return sorted(_REGISTRY)
+    return sorted(name for name, cls in _REGISTRY.items() if kind is None or cls.kind == kind)
 
 
 def get(name: str) -> Engine:

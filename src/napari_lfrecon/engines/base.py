@@ -119,6 +119,9 @@ class Engine:
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
+    #: ``"reconstruct"`` (measurement → volume), ``"train"`` (writes weights) or ``"calibrate"`` (fits a PSF):
+    #: the Reconstruct widget and the benchmark list only reconstruction engines.
+    kind: ClassVar[str] = "reconstruct"
     modalities: ClassVar[tuple[str, ...]] = ()
     Params: ClassVar[type] = object
 

@@ -23,6 +23,10 @@ from .validation import checked_measurement
 
 #: Smallest model value a ratio divides by: keeps empty regions from producing Inf.
 _EPS = 1e-6
+#: Voxels whose sensitivity Aᵀ1 is below this fraction of the maximum are not observable (the far
+#: corners of a padded volume): they are held at 0, since dividing FFT round-off by a near-zero
+#: sensitivity makes the multiplicative update blow up.
+_MIN_SENSITIVITY = 1e-3
 
 
 @dataclass
@@ -67,13 +71,14 @@ def richardson_lucy(
     """
     ones = torch.ones_like(y)
     sensitivity = adjoint(ones)
-    sensitivity = torch.clamp(sensitivity, min=_EPS * float(sensitivity.max()))
+    observable = sensitivity >= _MIN_SENSITIVITY * float(sensitivity.max())
+    sensitivity = torch.clamp(sensitivity, min=_MIN_SENSITIVITY * float(sensitivity.max()))
     # A circular, normalised PSF has Aᵀ1 ≡ 1: skip that division (one full pass per iteration).
     uniform = float(sensitivity.max() - sensitivity.min()) <= 1e-5 * float(sensitivity.max())
     flux = float(torch.clamp(y - background, min=0).sum())
     unit = torch.ones((1, *volume_shape), dtype=y.dtype, device=y.device)
     modelled = float(forward(unit).sum())
-    x = unit * (flux / max(modelled, _EPS))
+    x = unit * (flux / max(modelled, _EPS)) * observable
     if uniform and tv_weight == 0:
         # Aᵀ is linear: dividing y by the constant Aᵀ1 once replaces a division per iteration.
         y = y / float(sensitivity.mean())
@@ -83,7 +88,8 @@ def richardson_lucy(
             estimate.add_(background)
         # The ratio is computed in place in the model's buffer: no extra volume-sized temporaries.
         ratio = torch.div(y, estimate.clamp_(min=_EPS), out=estimate)
-        correction = adjoint(ratio)
+        # FFT round-off can make the correction slightly negative where the truth is ~0; RL stays ≥ 0.
+        correction = adjoint(ratio).clamp_(min=0)
         if tv_weight > 0:
             denominator = torch.clamp(sensitivity - tv_weight * _tv_divergence(x), min=_EPS)
             x.mul_(correction).div_(denominator)

@@ -68,7 +68,7 @@ class ReconstructWidget(QWidget):
         self.input_combo = QComboBox()
         self.input_combo.setToolTip("the measurement: a widefield stack, a raw light field or an XLFM frame")
         self.engine_combo = QComboBox()
-        for name in engines.available():
+        for name in engines.available(kind="reconstruct"):
             engine = engines.get(name)
             self.engine_combo.addItem(f"{name} — {engine.title}" if engine.title else name, name)
         self.engine_combo.setToolTip("the reconstruction engine")

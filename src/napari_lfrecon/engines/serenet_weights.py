@@ -1,0 +1,161 @@
+"""SeReNet weights: the optics they were trained for, matching against a PSF, the shipped default.
+
+A weights file (see :mod:`napari_lfrecon.io.weights`) carries the network's
+``config`` and the ``optics`` of the PSF used in training. Weights only make
+sense for the same optics (views, depths, supersampling, kernels), so loading
+compares them with the PSF at hand and says exactly what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..psf.model import PSF
+from .base import EngineInputError
+from .serenet_model import SeReNetConfig, SeReNetNet
+
+ENGINE_NAME = "serenet"
+#: Version of the SeReNet weights layout (bump when the network or its input changes meaning).
+WEIGHTS_VERSION = 1
+#: File name of the weights shipped for the LFM sample's optics, in ``sample_data/``.
+SHIPPED_WEIGHTS_NAME = "serenet_lfm.safetensors"
+#: Optics fields that must agree for weights to apply (numbers compared to a relative 1e-6).
+MATCHED_OPTICS = (
+    "magnification",
+    "na",
+    "immersion_index",
+    "wavelength_um",
+    "lenslet_pitch_um",
+    "lenslet_focal_um",
+    "camera_pixel_um",
+    "pixels_per_lenslet",
+    "supersample",
+)
+_REL_TOLERANCE = 1e-6
+
+
+def shipped_weights_path() -> Path:
+    """Where the weights for the shipped LFM sample live (the file may be missing in a source checkout)."""
+    from ..samples import sample_dir
+
+    return sample_dir() / SHIPPED_WEIGHTS_NAME
+
+
+def psf_fingerprint(psf: PSF) -> str:
+    """A short hash of the PSF array (float32 bytes): tells whether two PSFs are the same computation."""
+    data = np.ascontiguousarray(np.asarray(psf.array, dtype=np.float32))
+    return hashlib.sha256(data.tobytes()).hexdigest()[:16]
+
+
+def optics_signature(psf: PSF) -> dict[str, Any]:
+    """What weights record about the PSF they were trained for (JSON-able)."""
+    signature: dict[str, Any] = {k: psf.optics.get(k) for k in MATCHED_OPTICS}
+    signature["z_planes_um"] = [float(z) for z in psf.z_planes_um]
+    signature["psf_shape"] = [int(n) for n in psf.array.shape]
+    signature["voxel_size_um"] = [float(v) for v in psf.voxel_size]
+    signature["psf_sha256_16"] = psf_fingerprint(psf)
+    return signature
+
+
+def optics_mismatches(expected: dict[str, Any], psf: PSF) -> list[str]:
+    """Human-readable differences between recorded optics and ``psf`` (empty when the weights apply).
+
+    The PSF array's hash is not compared: the same optics recomputed on
+    another machine may differ in the last bits; everything physical is.
+    """
+    given = optics_signature(psf)
+    problems = []
+    for key in (*MATCHED_OPTICS, "psf_shape", "z_planes_um"):
+        want, have = expected.get(key), given.get(key)
+        if not _close(want, have):
+            problems.append(f"{key}: weights expect {want}, the PSF has {have}")
+    return problems
+
+
+def _close(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    try:
+        x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    except (TypeError, ValueError):
+        return a == b
+    if x.shape != y.shape:
+        return False
+    return bool(np.all(np.abs(x - y) <= _REL_TOLERANCE * np.maximum(np.abs(x), np.abs(y)) + 1e-12))
+
+
+def weights_header(config: SeReNetConfig, psf: PSF, training: dict[str, Any]) -> dict[str, Any]:
+    """The JSON header of a SeReNet weights file."""
+    return {
+        "engine": ENGINE_NAME,
+        "version": WEIGHTS_VERSION,
+        "config": config.to_dict(),
+        "optics": optics_signature(psf),
+        "training": training,
+        "torch": torch.__version__,
+    }
+
+
+def save_model(path: str | Path, model: SeReNetNet, psf: PSF, training: dict[str, Any]) -> Path:
+    """Write ``model`` as SeReNet weights for ``psf``'s optics."""
+    from ..io.weights import save_weights
+
+    return save_weights(path, model.state_dict(), weights_header(model.config, psf, training))
+
+
+def load_model(path: str | Path, psf: PSF | None = None) -> tuple[SeReNetNet, dict[str, Any]]:
+    """Build the network from a weights file; with ``psf``, refuse weights trained for other optics.
+
+    Raises :class:`EngineInputError` naming what the weights expect and what was given.
+    """
+    from ..io.weights import load_weights
+
+    try:
+        tensors, header = load_weights(path, engine=ENGINE_NAME)
+    except ValueError as exc:
+        raise EngineInputError(str(exc)) from exc
+    if int(header.get("version", -1)) != WEIGHTS_VERSION:
+        raise EngineInputError(
+            f"{path}: SeReNet weights version {header.get('version')} cannot be read by this version "
+            f"(expects {WEIGHTS_VERSION}); retrain with `lfrecon train serenet`"
+        )
+    if psf is not None:
+        problems = optics_mismatches(header.get("optics", {}), psf)
+        if problems:
+            raise EngineInputError(
+                f"the SeReNet weights {Path(path).name} were trained for other optics: "
+                + "; ".join(problems)
+                + ". Train weights for this PSF with `lfrecon train serenet INPUT… --psf PSF --out WEIGHTS` "
+                "(or the Train widget) and pass them as 'weights'."
+            )
+    config = SeReNetConfig.from_dict(header["config"])
+    model = SeReNetNet(config)
+    model.load_state_dict(tensors)
+    model.eval()
+    return model, header
+
+
+def default_weights_for(psf: PSF) -> Path:
+    """The shipped weights if they fit ``psf``; otherwise an :class:`EngineInputError` saying what is needed."""
+    from ..io.weights import read_header
+
+    path = shipped_weights_path()
+    if not path.is_file():
+        raise EngineInputError(
+            "no SeReNet weights given and none are shipped in this installation: train weights with "
+            "`lfrecon train serenet INPUT… --psf PSF --out WEIGHTS` and pass them as 'weights'"
+        )
+    problems = optics_mismatches(read_header(path).get("optics", {}), psf)
+    if problems:
+        raise EngineInputError(
+            "no SeReNet weights given, and the shipped weights (for the LFM sample's optics) do not fit this PSF: "
+            + "; ".join(problems)
+            + ". Train weights for this PSF with `lfrecon train serenet INPUT… --psf PSF --out WEIGHTS` "
+            "and pass them as 'weights'."
+        )
+    return path
