@@ -34,19 +34,20 @@ def test_fft_equals_direct_convolution(boundary, psf_shape):
     rng = np.random.default_rng(0)
     h = rng.random(psf_shape)
     h /= h.sum()
-    data_shape = (5, 7, 8)
-    op = Convolve3D(h, data_shape, boundary=boundary)
-    x = rng.random(op.volume_shape)
-    y = op(torch.as_tensor(x)[None])[0].numpy()
-    np.testing.assert_allclose(y, direct_convolve(x, h, boundary), rtol=1e-10, atol=1e-12)
+    for data_shape in [(5, 7, 8), (4, 8, 8)]:
+        op = Convolve3D(h, data_shape, boundary=boundary)
+        x = rng.random(op.volume_shape)
+        y = op(torch.as_tensor(x)[None])[0].numpy()
+        np.testing.assert_allclose(y, direct_convolve(x, h, boundary), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("boundary", ["circular", "padded"])
 @pytest.mark.parametrize("psf_shape", [(5, 7, 7), (4, 6, 6)])
-def test_adjointness_float64(boundary, psf_shape):
+@pytest.mark.parametrize("data_shape", [(8, 12, 10), (8, 16, 16)])  # mixed-radix (scipy) and power-of-two (torch) grids
+def test_adjointness_float64(boundary, psf_shape, data_shape):
     rng = np.random.default_rng(1)
     h = rng.random(psf_shape)
-    op = Convolve3D(h, (8, 12, 10), boundary=boundary)
+    op = Convolve3D(h, data_shape, boundary=boundary)
     x = torch.as_tensor(rng.standard_normal((2, *op.volume_shape)))
     y = torch.as_tensor(rng.standard_normal((2, *op.data_shape)))
     lhs = torch.sum(op(x) * y)
