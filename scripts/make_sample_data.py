@@ -40,8 +40,13 @@ def _acquire(volume, psf, data_shape, photons, background_e, read_noise_e):
     padded = np.zeros(model.volume_shape, np.float32)
     padded[model.output_slices] = volume
     sim = simulate_acquisition(
-        padded, model.operator, photons=photons, background_e=background_e, read_noise_e=read_noise_e,
-        seed=SEED, clip_negative=True,
+        padded,
+        model.operator,
+        photons=photons,
+        background_e=background_e,
+        read_noise_e=read_noise_e,
+        seed=SEED,
+        clip_negative=True,
     )
     return sim
 
@@ -62,14 +67,18 @@ def make_widefield():
 def make_xlfm():
     from napari_lfrecon.psf.xlfm import XLFMOptics, xlfm_psf
 
-    optics = XLFMOptics(na=1.0, immersion_index=1.33, wavelength_um=0.525, pixel_um=1.0, sensor_shape=(384, 384), view_size=(56, 56))
+    optics = XLFMOptics(
+        na=1.0, immersion_index=1.33, wavelength_um=0.525, pixel_um=1.0, sensor_shape=(384, 384), view_size=(56, 56)
+    )
     z_planes = np.arange(-15.0, 16.0, 2.0)
     psf = xlfm_psf(optics, z_planes)
     dz, dy, dx = psf.voxel_size
     volume_shape = (len(z_planes), 56, 56)
     truth = phantoms.zebrafish_like(volume_shape, (dz, dy, dx), n_neurons=80, seed=SEED)
     model = operator_for_psf(psf, optics.sensor_shape)
-    sim = simulate_acquisition(truth, model.operator, photons=400.0, background_e=1.0, read_noise_e=1.5, seed=SEED, clip_negative=True)
+    sim = simulate_acquisition(
+        truth, model.operator, photons=400.0, background_e=1.0, read_noise_e=1.5, seed=SEED, clip_negative=True
+    )
     info = {"photons_peak": 400.0, "background_e": 1.0, "read_noise_e": 1.5, "scale": sim["scale"]}
     _save("xlfm", sim["noisy"], (dy, dx), psf, truth, info)
 
@@ -85,22 +94,45 @@ def make_lfm():
     nnum = int(psf.optics["pixels_per_lenslet"])
     dz, dy, dx = psf.voxel_size
     volume_shape = (len(z_planes), n_lenslets * s, n_lenslets * s)
-    truth = phantoms.bubtub(volume_shape, (dz, dy, dx), n_bubbles=6, n_tubes=6, seed=SEED,
-                            bubble_radius_um=(3.0, 7.0), shell_thickness_um=(0.8, 1.5), tube_radius_um=(0.6, 1.2))
+    truth = phantoms.bubtub(
+        volume_shape,
+        (dz, dy, dx),
+        n_bubbles=6,
+        n_tubes=6,
+        seed=SEED,
+        bubble_radius_um=(3.0, 7.0),
+        shell_thickness_um=(0.8, 1.5),
+        tube_radius_um=(0.6, 1.2),
+    )
     raw_shape = (n_lenslets * nnum, n_lenslets * nnum)
     model = operator_for_psf(psf, raw_shape)
-    sim = simulate_acquisition(truth, model.operator, photons=500.0, background_e=1.0, read_noise_e=1.5, seed=SEED, clip_negative=True)
+    sim = simulate_acquisition(
+        truth, model.operator, photons=500.0, background_e=1.0, read_noise_e=1.5, seed=SEED, clip_negative=True
+    )
     from napari_lfrecon.physics.lightfield import views_to_raw
 
     raw = views_to_raw(sim["noisy"], nnum)
     sensor_pixel = optics.camera_pixel_um / optics.magnification
-    info = {"photons_peak": 500.0, "background_e": 1.0, "read_noise_e": 1.5, "scale": sim["scale"], "lenslets": n_lenslets}
+    info = {
+        "photons_peak": 500.0,
+        "background_e": 1.0,
+        "read_noise_e": 1.5,
+        "scale": sim["scale"],
+        "lenslets": n_lenslets,
+    }
     _save("lfm", raw, (sensor_pixel, sensor_pixel), psf, truth, info)
 
 
 LFM_OPTICS = dict(
-    magnification=20.0, na=0.5, immersion_index=1.33, wavelength_um=0.52, lenslet_pitch_um=58.5,
-    lenslet_focal_um=1170.0, camera_pixel_um=6.5, pixels_per_lenslet=9, supersample=3,
+    magnification=20.0,
+    na=0.5,
+    immersion_index=1.33,
+    wavelength_um=0.52,
+    lenslet_pitch_um=58.5,
+    lenslet_focal_um=1170.0,
+    camera_pixel_um=6.5,
+    pixels_per_lenslet=9,
+    supersample=3,
 )
 LFM_Z_PLANES = list(np.arange(-20.0, 21.0, 2.0))
 LFM_LENSLETS = 32

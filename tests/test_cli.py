@@ -53,8 +53,19 @@ def test_voxel_size_flag_overrides_and_missing_voxel_size_is_refused(tmp_path, s
     code = main(["reconstruct", "--psf", str(psf_tif), str(bare), str(tmp_path / "o.tif")])
     assert code == 2 and "voxel size" in capsys.readouterr().err
     code = main(
-        ["reconstruct", "--psf", str(psf_tif), "--voxel-size", "1", "0.5", "0.5", "--iterations", "1",
-         str(bare), str(tmp_path / "o.tif")]
+        [
+            "reconstruct",
+            "--psf",
+            str(psf_tif),
+            "--voxel-size",
+            "1",
+            "0.5",
+            "0.5",
+            "--iterations",
+            "1",
+            str(bare),
+            str(tmp_path / "o.tif"),
+        ]
     )
     assert code == 0 and np.allclose(read_tiff(tmp_path / "o.tif").voxel_size, (1, 0.5, 0.5))
 
@@ -89,7 +100,8 @@ def test_cli_import_path_has_no_qt_or_napari():
     code = (
         "import sys, napari_lfrecon.cli, napari_lfrecon.api, napari_lfrecon.samples, napari_lfrecon.engines as e;"
         "e.available();"
-        "bad=[m for m in sys.modules if m.split('.')[0] in ('qtpy','napari','PyQt6','PyQt5','PySide6','magicgui','superqt')];"
+        "qt=('qtpy','napari','PyQt6','PyQt5','PySide6','magicgui','superqt');"
+        "bad=[m for m in sys.modules if m.split('.')[0] in qt];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -106,9 +106,13 @@ def _per_channel(engine_name, array, psf, channel_axis, voxel_size, camera, devi
     channels = np.moveaxis(array, channel_axis, 0)
     psfs = list(psf) if isinstance(psf, (list, tuple)) else [psf] * channels.shape[0]
     if len(psfs) != channels.shape[0]:
-        raise EngineInputError(f"{channels.shape[0]} channels need {channels.shape[0]} PSFs (one per wavelength), got {len(psfs)}")
+        raise EngineInputError(
+            f"{channels.shape[0]} channels need {channels.shape[0]} PSFs (one per wavelength), got {len(psfs)}"
+        )
     volumes = [
-        reconstruct(engine_name, channel, p, voxel_size=voxel_size, camera=camera, device=device, progress=progress, **params)
+        reconstruct(
+            engine_name, channel, p, voxel_size=voxel_size, camera=camera, device=device, progress=progress, **params
+        )
         for channel, p in zip(channels, psfs, strict=True)
     ]
     metadata = dict(volumes[0].metadata, channel_axis=0, channels=[v.metadata for v in volumes])

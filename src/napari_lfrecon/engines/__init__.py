@@ -20,9 +20,11 @@ def _load_builtins() -> None:
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
-        from . import rl  # noqa: F401  (registers itself)
-        from . import serenet  # noqa: F401  (registers serenet and serenet-train)
-        from . import bead_fit  # noqa: F401  (registers bead-fit)
+        from . import (
+            bead_fit,  # noqa: F401  (registers bead-fit)
+            rl,  # noqa: F401  (registers itself)
+            serenet,  # noqa: F401  (registers serenet and serenet-train)
+        )
 
 
 def available(kind: str | None = None) -> list[str]:

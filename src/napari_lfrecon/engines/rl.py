@@ -162,7 +162,9 @@ class RichardsonLucy(Engine):
         assert x is not None
         elapsed = time.perf_counter() - started
         yield Update("metric", 1.0, "seconds", ("seconds", elapsed))
-        yield Update("result", 1.0, f"done: {params.iterations} iterations in {elapsed:.2f} s", _to_numpy(model.crop_output(x)))
+        yield Update(
+            "result", 1.0, f"done: {params.iterations} iterations in {elapsed:.2f} s", _to_numpy(model.crop_output(x))
+        )
 
     def output_voxel_size(self, inputs: Inputs) -> tuple[float, float, float] | None:
         """RL returns a volume on the PSF's volume grid."""

@@ -66,9 +66,7 @@ def operator_for_psf(psf: PSF, data_shape: tuple[int, ...], *, boundary: str = "
     modality = psf.modality
     if modality == "widefield":
         if len(data_shape) != 3:
-            raise ValueError(
-                f"a widefield PSF needs {EXPECTED_DATA['widefield']}, got data of shape {data_shape}"
-            )
+            raise ValueError(f"a widefield PSF needs {EXPECTED_DATA['widefield']}, got data of shape {data_shape}")
         kernel = torch.as_tensor(np.asarray(psf.array, dtype=np.float32))
         if boundary == "circular":
             kernel = crop_centred(kernel, data_shape)
@@ -125,9 +123,7 @@ def _xlfm_model(psf: PSF, data_shape: tuple[int, ...]) -> ForwardModel:
     view_size = tuple(int(v) for v in psf.optics["view_size"])
     volume_shape = tuple(int(v) for v in psf.optics.get("volume_shape", (depth, *view_size)))
     op = XLFMProjector(psf.array, psf.arrays["centres"], view_size, volume_shape)
-    return ForwardModel(
-        op, volume_shape, data_shape, tuple(slice(0, n) for n in volume_shape), psf.voxel_size, "xlfm"
-    )
+    return ForwardModel(op, volume_shape, data_shape, tuple(slice(0, n) for n in volume_shape), psf.voxel_size, "xlfm")
 
 
 def describe_expected(modality: str) -> str:
