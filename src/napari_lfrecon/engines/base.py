@@ -123,6 +123,8 @@ class Engine:
     #: the Reconstruct widget and the benchmark list only reconstruction engines.
     kind: ClassVar[str] = "reconstruct"
     modalities: ClassVar[tuple[str, ...]] = ()
+    #: False for engines that work from the data alone (niiv): the GUI then asks for no PSF.
+    needs_psf: ClassVar[bool] = True
     Params: ClassVar[type] = object
 
     def run(

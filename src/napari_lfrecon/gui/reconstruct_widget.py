@@ -272,13 +272,29 @@ class ReconstructWidget(QWidget):
             index = self.psf_combo.findData(layer.name)
             if index >= 0:
                 self.psf_combo.setCurrentIndex(index)
+        elif layer is not None:
+            self._apply_layer_hints(layer)
         self._on_psf_changed()
 
+    def _apply_layer_hints(self, layer: Any) -> None:
+        """A layer that says which engine and weights it is for (a sample, a Train run) preselects them."""
+        hint = layer.metadata.get("engine_hint")
+        if not isinstance(hint, dict) or hint.get("engine") not in engines.available(kind="reconstruct"):
+            return
+        self.select_engine(str(hint["engine"]))
+        values = {k: v for k, v in hint.get("params", {}).items() if k in self.params_form.values()}
+        if values:
+            self.params_form.set_values(values)
+
     def _on_psf_changed(self, *_: Any) -> None:
+        needs_psf = engines.get(self.engine_name).needs_psf
+        self.psf_combo.setEnabled(needs_psf)
         from_file = self.psf_combo.currentData() == PSF_FROM_FILE
-        self.psf_path.setEnabled(from_file)
-        self.psf_browse.setEnabled(from_file)
-        if not from_file:
+        self.psf_path.setEnabled(from_file and needs_psf)
+        self.psf_browse.setEnabled(from_file and needs_psf)
+        if not needs_psf:
+            self.psf_info.setText("this engine needs no PSF (it learns from the data itself)")
+        elif not from_file:
             layer_name = self.psf_combo.currentData()
             psf = layer_psf(self.viewer.layers[layer_name]) if layer_name in self.viewer.layers else None
             self.psf_info.setText(psf.describe() if psf is not None else "")
@@ -290,7 +306,7 @@ class ReconstructWidget(QWidget):
         engine = engines.get(self.engine_name)
         self.params_form.set_params_class(engine.Params)
         self.params_form.setToolTip(engine.__doc__ or "")
-        self._update_frames_ui()
+        self._on_psf_changed()
 
     # ------------------------------------------------------------ time series
     @property
@@ -311,7 +327,7 @@ class ReconstructWidget(QWidget):
         if layer is None:
             return False, 0
         shape = tuple(int(n) for n in _layer_array(layer).shape)
-        if psf is None:
+        if psf is None and engines.get(self.engine_name).needs_psf:
             choice = self.psf_combo.currentData()
             if choice != PSF_FROM_FILE and choice in self.viewer.layers:
                 psf = layer_psf(self.viewer.layers[choice])
@@ -362,8 +378,10 @@ class ReconstructWidget(QWidget):
             self.psf_path.setText(path)
 
     # ------------------------------------------------------------------ run
-    def selected_psf(self) -> PSF:
-        """The PSF chosen in the widget; ``ValueError`` naming what is missing otherwise."""
+    def selected_psf(self) -> PSF | None:
+        """The PSF chosen in the widget (``None`` for engines that need none); ``ValueError`` if it is missing."""
+        if not engines.get(self.engine_name).needs_psf:
+            return None
         choice = self.psf_combo.currentData()
         if choice == PSF_FROM_FILE:
             text = self.psf_path.text().strip()
@@ -427,6 +445,11 @@ class ReconstructWidget(QWidget):
         if getattr(layer, "rgb", False):
             raise ValueError(f"layer {layer.name!r} is RGB; reconstruction needs a single-channel measurement")
         psf = self.selected_psf()
+        if psf is None:
+            raise ValueError(
+                f"all frames: the batch runner plans chunks from a PSF, and {self.engine_name!r} uses none; "
+                "reconstruct the current frame instead"
+            )
         has_time, frame_ndim = self.series_layout(psf)
         if not has_time:
             raise ValueError(f"layer {layer.name!r} is not a time series: choose 'current frame'")
