@@ -517,30 +517,38 @@ class _Trainer:
         started = time.perf_counter()
         window: list[float] = []
         stopped = False
-        while self.step < p.steps:
-            value = self.train_step()
-            window.append(value)
-            elapsed_min = (time.perf_counter() - started) / 60
-            fraction = self.step / p.steps
-            if p.minutes > 0:
-                fraction = max(fraction, min(elapsed_min / p.minutes, 1.0))
-            yield Update("progress", fraction, f"step {self.step}/{p.steps}, loss {value:.4f}")
-            if len(window) >= _LOSS_WINDOW or self.step == p.steps:
-                mean = float(np.mean(window))
-                self.history.append(mean)
-                window = []
-                yield Update("metric", fraction, f"loss {mean:.4f}", ("loss", mean))
-            if p.preview_every and self.step % p.preview_every == 0 and self.step < p.steps:
-                yield Update("preview", fraction, f"step {self.step}", self.preview())
-            if p.checkpoint and self.step % p.checkpoint_every == 0:
+        try:
+            while self.step < p.steps:
+                value = self.train_step()
+                window.append(value)
+                elapsed_min = (time.perf_counter() - started) / 60
+                fraction = self.step / p.steps
+                if p.minutes > 0:
+                    fraction = max(fraction, min(elapsed_min / p.minutes, 1.0))
+                yield Update("progress", fraction, f"step {self.step}/{p.steps}, loss {value:.4f}")
+                if len(window) >= _LOSS_WINDOW or self.step == p.steps:
+                    mean = float(np.mean(window))
+                    self.history.append(mean)
+                    window = []
+                    yield Update("metric", fraction, f"loss {mean:.4f}", ("loss", mean))
+                if p.preview_every and self.step % p.preview_every == 0 and self.step < p.steps:
+                    yield Update("preview", fraction, f"step {self.step}", self.preview())
+                if p.checkpoint and self.step % p.checkpoint_every == 0:
+                    self.seconds_before += time.perf_counter() - started
+                    started = time.perf_counter()
+                    self.save_checkpoint(p.checkpoint)
+                if should_stop():
+                    stopped = True
+                    break
+                if p.minutes > 0 and elapsed_min >= p.minutes:
+                    break
+        except GeneratorExit:
+            # The GUI's worker layer closes this generator at the first update after Cancel (GeneratorExit
+            # at a yield): keep the state on that path too, so a cancelled run always leaves its checkpoint.
+            if p.checkpoint:
                 self.seconds_before += time.perf_counter() - started
-                started = time.perf_counter()
                 self.save_checkpoint(p.checkpoint)
-            if should_stop():
-                stopped = True
-                break
-            if p.minutes > 0 and elapsed_min >= p.minutes:
-                break
+            raise
         self.seconds_before += time.perf_counter() - started
         if p.checkpoint:
             self.save_checkpoint(p.checkpoint)

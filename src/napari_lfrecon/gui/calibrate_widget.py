@@ -470,7 +470,9 @@ class CalibrateWidget(QWidget):
         z_row = QHBoxLayout()
         for spin in (self.lf_z_from, self.lf_z_to, self.lf_z_step):
             z_row.addWidget(spin)
-        optics_form.addRow("PSF z from, to, step (µm)", z_row)
+        # On a row of their own: three spin boxes with napari's +/- buttons do not fit in the field column.
+        optics_form.addRow(QLabel("PSF depths z: from, to, step (µm)"))
+        optics_form.addRow(z_row)
         optics_form.addRow("supersample", self.lf_supersample)
         buttons = QHBoxLayout()
         for button in (self.lf_detect, self.lf_rectify, self.lf_save):

@@ -1,205 +1,225 @@
-"""The PSF editor dock widget: optics, one slider per Zernike mode, live PSF sections and OTF.
+"""The PSF editor dock widget: widefield, light-field (LFM) and XLFM PSFs, computed live.
 
-Every change restarts a short debounce timer; when it fires, the widefield PSF
-is computed in a napari worker thread (:func:`compute_sections`, no Qt) and
-four image layers are updated in place (never re-added): the in-focus XY
-plane, the XZ and YZ sections through the centre and ``log10 |OTF|`` in the
-(kz, kx) plane. They are laid side by side in world space (µm; the OTF panel is
-drawn over the same width as the XZ panel) so one 2-D view shows all four.
-A change made while a computation runs is computed right after it (the last
-one wins; intermediate states are skipped).
+Modes
+-----
+- **Widefield**: optics fields, one slider per Zernike mode (ANSI 0–21) with
+  presets, a "vectorial (high NA)" option and a refractive-index-mismatch
+  (Gibson–Lanni) option. Four panels: the in-focus XY plane, the XZ and YZ
+  sections through the centre and ``log10 |OTF|`` in the (kz, kx) plane.
+- **Light field (LFM)**: the lenslet geometry (:class:`~napari_lfrecon.psf.lfm.LFMOptics`).
+  Two panels: the raw-sensor image of an on-axis point at the chosen depth
+  (the pattern behind the lenslets) and the sensor's centre row across all
+  depths (each depth scaled to its own peak, so defocused planes stay visible).
+- **XLFM**: the sub-aperture layout (:class:`~napari_lfrecon.psf.xlfm.XLFMOptics`).
+  Three panels: the sensor image of an on-axis point at the chosen depth, a
+  sensor row through a row of views across depths (the parallax shows as
+  tilted traces) and a zoom on the outermost view of that row at the chosen
+  depth.
+
+Defaults of the LFM and XLFM forms are read from the shipped samples' PSF
+files (their ``optics`` and ``z_planes_um``), so the editor opens on the
+geometry the samples were simulated with.
+
+Every change restarts a short debounce timer; when it fires, the PSF is
+computed in a napari worker thread (or synchronously when ``sync``), after an
+estimate of its time and memory: a request beyond :data:`MAX_ESTIMATED_SECONDS`
+or :data:`MAX_ESTIMATED_BYTES` is refused with a message instead of freezing
+the machine. The panels are image layers laid side by side in world space
+(µm), updated in place; switching mode renames and reuses them. A change made
+while a computation runs is computed right after it (the last one wins; a
+running LFM computation is stopped early). Changing only the displayed depth
+re-slices the PSF already computed.
 
 "Use for reconstruction" adds (or updates) a 3-D layer ``"PSF [editor]"``
 whose ``metadata["psf"]`` is the :class:`~napari_lfrecon.psf.model.PSF`: the
-Reconstruct widget lists every such layer as a PSF.
+Reconstruct widget lists every such layer as a PSF. A widefield PSF can first
+be resampled to the voxel size of an image layer ("resample to layer").
+
+The Qt-free computations (settings, estimates, PSFs, panels) live in
+:mod:`napari_lfrecon.gui.psf_editor_compute` and the form builders in
+:mod:`napari_lfrecon.gui._psf_editor_forms`; the public names of the former
+are re-exported here.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
+    QSizePolicy,
     QSpinBox,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
-from superqt import QLabeledDoubleSlider
 
 from ..psf.model import PSF, PSF_FILE_SUFFIX
-from ..psf.zernike import zernike_name
+from ._psf_editor_forms import (
+    LFM_LABELS,
+    SLIDER_RANGE,
+    fill_lfm,
+    fill_xlfm,
+    fit_scroll_width,
+    form_box,
+    lfm_fields,
+    read_lfm,
+    read_xlfm,
+    spin_value,
+    widefield_form,
+    xlfm_box,
+    xlfm_fields,
+    zernike_box,
+)
+from .psf_editor_compute import (
+    LAYER_NAMES,
+    LFM_SHOWN_DEPTH_FRACTION,
+    MAX_ESTIMATED_BYTES,
+    MAX_ESTIMATED_SECONDS,
+    MODE_LAYER_NAMES,
+    MODES,
+    N_MODES,
+    NO_ABERRATION_NOTE,
+    NO_RESAMPLE_NOTE,
+    PRESETS,
+    RECONSTRUCTION_LAYER,
+    SENSOR_SATURATION,
+    VECTORIAL_NA,
+    EditorSettings,
+    Estimate,
+    Panel,
+    PanelPlacement,
+    Sections,
+    SensorStack,
+    compute_lfm,
+    compute_sections,
+    compute_xlfm,
+    estimate_lfm,
+    estimate_widefield,
+    estimate_xlfm,
+    lfm_key,
+    lfm_sensor_stack,
+    lfm_stack,
+    nearest_plane,
+    place_panels,
+    sample_psf,
+    sections_details,
+    sensor_details,
+    sensor_panels,
+    widefield_key,
+    widefield_options_supported,
+    widefield_panels,
+    xlfm_file_layout,
+    xlfm_key,
+    xlfm_stack,
+    z_planes,
+    zernike_values,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-#: Number of Zernike sliders (ANSI 0 .. N_MODES - 1).
-N_MODES = 22
-#: Slider range in waves RMS.
-SLIDER_RANGE = (-0.5, 0.5)
+    from ..psf.lfm import LFMOptics
+    from ..psf.xlfm import XLFMOptics
+
+__all__ = [
+    "DEBOUNCE_MS",
+    "LAYER_NAMES",
+    "LFM_SHOWN_DEPTH_FRACTION",
+    "MAX_ESTIMATED_BYTES",
+    "MAX_ESTIMATED_SECONDS",
+    "MODE_LAYER_NAMES",
+    "MODES",
+    "N_MODES",
+    "NO_ABERRATION_NOTE",
+    "NO_RESAMPLE_NOTE",
+    "PRESETS",
+    "RECONSTRUCTION_LAYER",
+    "SENSOR_SATURATION",
+    "SLIDER_RANGE",
+    "VECTORIAL_NA",
+    "EditorSettings",
+    "Estimate",
+    "PSFEditorWidget",
+    "Panel",
+    "PanelPlacement",
+    "Sections",
+    "SensorStack",
+    "compute_lfm",
+    "compute_sections",
+    "compute_xlfm",
+    "estimate_lfm",
+    "estimate_widefield",
+    "estimate_xlfm",
+    "lfm_sensor_stack",
+    "lfm_stack",
+    "nearest_plane",
+    "place_panels",
+    "sample_psf",
+    "sensor_panels",
+    "widefield_options_supported",
+    "widefield_panels",
+    "xlfm_stack",
+    "z_planes",
+]
+
 #: Debounce delay between the last change and the computation (ms).
 DEBOUNCE_MS = 120
-#: Named presets: ANSI index → waves.
-PRESETS: dict[str, dict[int, float]] = {
-    "none (diffraction-limited)": {},
-    "defocus": {4: 0.15},
-    "astigmatism": {5: 0.1},
-    "coma": {7: 0.1},
-    "spherical": {12: 0.1},
-    "trefoil": {6: 0.1},
-}
-#: Names of the editor's section layers.
-LAYER_NAMES = ("PSF XY [editor]", "PSF XZ [editor]", "PSF YZ [editor]", "OTF log|kz,kx| [editor]")
-#: The 3-D layer that hands the PSF to the Reconstruct widget.
-RECONSTRUCTION_LAYER = "PSF [editor]"
-
-
-@dataclass
-class EditorSettings:
-    """Everything the editor computes a PSF from (object-space µm)."""
-
-    na: float = 0.8
-    wavelength_um: float = 0.52
-    immersion_index: float = 1.33
-    magnification: float = 40.0
-    camera_pixel_um: float = 6.5
-    n_z: int = 33
-    dz_um: float = 0.25
-    n_xy: int = 64
-    zernike: np.ndarray = field(default_factory=lambda: np.zeros(N_MODES))
-
-    @property
-    def voxel_size(self) -> tuple[float, float, float]:
-        """``(dz, dy, dx)`` of the PSF: lateral = camera pixel / magnification."""
-        dx = self.camera_pixel_um / self.magnification
-        return (self.dz_um, dx, dx)
-
-
-@dataclass
-class Sections:
-    """The computed PSF and the four 2-D views of it."""
-
-    psf: PSF
-    xy: np.ndarray
-    xz: np.ndarray
-    yz: np.ndarray
-    otf: np.ndarray
-    seconds: float
-
-
-def compute_sections(settings: EditorSettings) -> Sections:
-    """Compute the widefield PSF for ``settings`` and its XY / XZ / YZ sections and ``log10 |OTF|`` (kz, kx)."""
-    from ..psf.widefield import widefield_psf
-
-    started = time.perf_counter()
-    zernike = np.asarray(settings.zernike, dtype=np.float64)
-    psf = widefield_psf(
-        (settings.n_z, settings.n_xy, settings.n_xy),
-        settings.voxel_size,
-        settings.na,
-        settings.wavelength_um,
-        settings.immersion_index,
-        zernike if np.any(zernike) else None,
-        magnification=settings.magnification,
-        camera_pixel_um=settings.camera_pixel_um,
-    )
-    array = psf.array
-    cz, cy, cx = (s // 2 for s in array.shape)
-    # The OTF is the Fourier transform of the PSF centred at shape // 2 (ifftshift puts it at index 0).
-    otf = np.abs(np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(array))))
-    otf_section = np.log10(otf[:, cy, :] / max(float(otf.max()), 1e-30) + 1e-6).astype(np.float32)
-    return Sections(
-        psf=psf,
-        xy=array[cz].copy(),
-        xz=array[:, cy, :].copy(),
-        yz=array[:, :, cx].copy(),
-        otf=otf_section,
-        seconds=time.perf_counter() - started,
-    )
-
-
-def _short_name(j: int) -> str:
-    """A mode name short enough to leave the slider's value box visible in a dock."""
-    name = zernike_name(j)
-    for long, short in (("vertical ", "v. "), ("horizontal ", "h. "), ("oblique ", "o. "), ("secondary ", "2nd ")):
-        name = name.replace(long, short)
-    return name
 
 
 class PSFEditorWidget(QWidget):
-    """Edit a widefield PSF live: optics fields, Zernike sliders with presets, save/load, hand-over to Reconstruct."""
+    """Edit widefield, LFM and XLFM PSFs live; save/load them and hand them to the Reconstruct widget."""
 
     def __init__(self, napari_viewer: napari.Viewer, *, sync: bool = False) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.sync = sync
-        self.sections: Sections | None = None
+        #: The result on screen (widefield :class:`Sections` or light-field :class:`SensorStack`).
+        self.sections: Sections | SensorStack | None = None
+        self._shown_key: tuple | None = None
         self._worker: Any = None
         self._pending = False
+        self._generation = 0
+        self._panel_layers: list[Any] = []
         self.computations = 0
+        self._xlfm_layout: dict[str, Any] | None = None  # a lenslet layout loaded from a file
+        self._superseded: Any = None  # a running worker whose result must not be shown
 
-        self.na = self._spin(0.05, 1.7, 0.8, 3, 0.01)
-        self.wavelength = self._spin(0.2, 2.0, 0.52, 3, 0.01)
-        self.index = self._spin(1.0, 2.0, 1.33, 3, 0.01)
-        self.magnification = self._spin(1.0, 200.0, 40.0, 1, 1.0)
-        self.camera_pixel = self._spin(0.5, 50.0, 6.5, 2, 0.1)
-        self.dz = self._spin(0.01, 10.0, 0.25, 3, 0.05)
-        self.n_z = QSpinBox()
-        self.n_z.setRange(1, 257)
-        self.n_z.setValue(33)
-        self.n_xy = QSpinBox()
-        self.n_xy.setRange(8, 512)
-        self.n_xy.setValue(64)
-        optics = QFormLayout()
-        optics.addRow("NA", self.na)
-        optics.addRow("wavelength (µm)", self.wavelength)
-        optics.addRow("immersion index", self.index)
-        optics.addRow("magnification", self.magnification)
-        optics.addRow("camera pixel (µm)", self.camera_pixel)
-        optics.addRow("z step (µm)", self.dz)
-        optics.addRow("z planes", self.n_z)
-        optics.addRow("lateral size (px)", self.n_xy)
-        optics_box = QGroupBox("Optics (widefield, scalar pupil)")
-        optics_box.setLayout(optics)
+        self.mode_combo = QComboBox()
+        for key, label in MODES.items():
+            self.mode_combo.addItem(label, key)
+        mode_row = QFormLayout()
+        mode_row.addRow("Mode", self.mode_combo)
 
-        self.preset = QComboBox()
-        self.preset.addItems(list(PRESETS))
-        self.sliders: list[QLabeledDoubleSlider] = []
-        modes = QFormLayout()
-        modes.addRow("preset", self.preset)
-        for j in range(N_MODES):
-            slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-            slider.setMinimumWidth(60)  # keeps the value box visible in a narrow dock
-            slider.setRange(*SLIDER_RANGE)
-            slider.setSingleStep(0.005)
-            slider.setDecimals(3)
-            slider.setValue(0.0)
-            slider.setToolTip(f"ANSI Z{j}: {zernike_name(j)}, waves RMS")
-            modes.addRow(f"Z{j} {_short_name(j)}", slider)
-            self.sliders.append(slider)
-        modes_widget = QWidget()
-        modes_widget.setLayout(modes)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(modes_widget)
-        modes_box = QGroupBox("Zernike aberrations (waves RMS)")
-        modes_layout = QVBoxLayout()
-        modes_layout.addWidget(scroll)
-        modes_box.setLayout(modes_layout)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self._widefield_page())
+        self.pages.addWidget(self._lfm_page())
+        self.pages.addWidget(self._xlfm_page())
+
+        modes_box = self._zernike_box()
+
+        self.resample_combo = QComboBox()
+        self.resample_combo.setToolTip(
+            "resample the PSF handed to Reconstruct to this image layer's voxel size (widefield only)"
+        )
+        resample_form = QFormLayout()
+        resample_form.addRow("Resample to layer…", self.resample_combo)
+        self.resample_note = QLabel("")
+        self.resample_note.setWordWrap(True)
+        self.resample_note.setStyleSheet("color: gray")
+        resample_form.addRow(self.resample_note)
 
         self.save_button = QPushButton("Save…")
         self.load_button = QPushButton("Load…")
@@ -214,8 +234,10 @@ class PSFEditorWidget(QWidget):
         self.status.setStyleSheet("color: gray")
 
         layout = QVBoxLayout()
-        layout.addWidget(optics_box)
+        layout.addLayout(mode_row)
+        layout.addWidget(self.pages)
         layout.addWidget(modes_box, stretch=1)
+        layout.addLayout(resample_form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         self.setLayout(layout)
@@ -224,30 +246,127 @@ class PSFEditorWidget(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self.recompute)
-        for spin in (self.na, self.wavelength, self.index, self.magnification, self.camera_pixel, self.dz):
-            spin.valueChanged.connect(self.schedule)
-        self.n_z.valueChanged.connect(self.schedule)
-        self.n_xy.valueChanged.connect(self.schedule)
-        for slider in self.sliders:
-            slider.valueChanged.connect(self.schedule)
+        self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
         self.preset.currentTextChanged.connect(self.apply_preset)
         self.save_button.clicked.connect(self._save_dialog)
         self.load_button.clicked.connect(self._load_dialog)
-        self.use_button.clicked.connect(self.use_for_reconstruction)
+        self.use_button.clicked.connect(self._use_clicked)
+        self.resample_combo.currentIndexChanged.connect(self._on_resample_changed)
+        self.viewer.layers.events.inserted.connect(self._refresh_resample_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_resample_layers)
+        self._refresh_resample_layers()
+        self._on_mode_changed()
+
+    # ------------------------------------------------------------------ form pages
+    def _widefield_page(self) -> QWidget:
+        form = widefield_form(widefield_options_supported())
+        self.na, self.wavelength, self.index = form.na, form.wavelength, form.index
+        self.magnification, self.camera_pixel, self.dz = form.magnification, form.camera_pixel, form.dz
+        self.n_z, self.n_xy = form.n_z, form.n_xy
+        self.vectorial, self.vectorial_hint, self.mismatch = form.vectorial, form.vectorial_hint, form.mismatch
+        self.sample_index, self.depth = form.sample_index, form.depth
+        for spin in (self.na, self.wavelength, self.index, self.magnification, self.camera_pixel, self.dz):
+            spin.valueChanged.connect(self.schedule)
+        for spin in (self.n_z, self.n_xy, self.sample_index, self.depth):
+            spin.valueChanged.connect(self.schedule)
+        self.na.valueChanged.connect(self._update_vectorial_hint)
+        self.vectorial.toggled.connect(self._update_vectorial_hint)
+        self.vectorial.toggled.connect(self.schedule)
+        self.mismatch.toggled.connect(self._on_mismatch_toggled)
+        return form.box
+
+    def _lfm_page(self) -> QWidget:
+        self.lfm_fields: dict[str, QDoubleSpinBox | QSpinBox] = lfm_fields(sample_psf("lfm"))
+        self._connect_fields(self.lfm_fields)
+        return form_box("Optics (light field, wave optics)", self.lfm_fields, LFM_LABELS)
+
+    def _xlfm_page(self) -> QWidget:
+        self.xlfm_fields: dict[str, QDoubleSpinBox | QSpinBox] = xlfm_fields(sample_psf("xlfm"))
+        self._connect_fields(self.xlfm_fields)
+        page, self.xlfm_layout_label = xlfm_box(self.xlfm_fields)
+        for name in ("n_lenslets", "sensor_h", "sensor_w", "view_h", "view_w"):
+            self.xlfm_fields[name].valueChanged.connect(self._forget_xlfm_layout)
+        self._forget_xlfm_layout()
+        return page
+
+    def _connect_fields(self, fields: dict[str, QDoubleSpinBox | QSpinBox]) -> None:
+        """A changed optics field recomputes; a changed shown depth only re-slices."""
+        for name, widget in fields.items():
+            if name == "show_z":
+                widget.valueChanged.connect(self._render_current)
+            else:
+                widget.valueChanged.connect(self.schedule)
+
+    def _zernike_box(self) -> QWidget:
+        zernike = zernike_box()
+        self.preset, self.sliders = zernike.preset, zernike.sliders
+        self._zernike_scroll, self.zernike_note, self.zernike_box = zernike.scroll, zernike.note, zernike.box
+        for slider in self.sliders:
+            slider.valueChanged.connect(self.schedule)
+        return zernike.box
+
+    def _fit_zernike_width(self) -> None:
+        fit_scroll_width(self._zernike_scroll)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        """Refit the Zernike rows' width once the final style is known (napari's stylesheet widens them)."""
+        super().showEvent(event)
+        self._fit_zernike_width()
+        QTimer.singleShot(0, self._fit_zernike_width)  # after the stylesheet's polish has run
+
+    # ------------------------------------------------------------------ mode & options
+    @property
+    def mode(self) -> str:
+        """The current mode: ``"widefield"``, ``"lfm"`` or ``"xlfm"``."""
+        return str(self.mode_combo.currentData())
+
+    def set_mode(self, mode: str) -> None:
+        """Switch to ``mode`` (a key of :data:`MODES`)."""
+        index = self.mode_combo.findData(mode)
+        if index < 0:
+            raise ValueError(f"mode must be one of {tuple(MODES)}, got {mode!r}")
+        self.mode_combo.setCurrentIndex(index)
+
+    def _on_mode_changed(self, *_: Any) -> None:
+        mode = self.mode
+        self.pages.setCurrentIndex(list(MODES).index(mode))
+        for i in range(self.pages.count()):
+            # A stacked widget is as tall as its tallest page unless the hidden pages are ignored.
+            policy = QSizePolicy.Policy.Preferred if i == self.pages.currentIndex() else QSizePolicy.Policy.Ignored
+            self.pages.widget(i).setSizePolicy(policy, policy)
+        self.pages.adjustSize()
+        widefield = mode == "widefield"
+        self._zernike_scroll.setEnabled(widefield)
+        self.preset.setEnabled(widefield)
+        self.zernike_note.setText("" if widefield else NO_ABERRATION_NOTE.format(mode=MODES[mode]))
+        self.zernike_note.setVisible(not widefield)
+        self.resample_combo.setEnabled(widefield)
+        self._on_resample_changed()
+        self._update_vectorial_hint()
         self.schedule()
 
-    @staticmethod
-    def _spin(low: float, high: float, value: float, decimals: int, step: float) -> QDoubleSpinBox:
-        spin = QDoubleSpinBox()
-        spin.setRange(low, high)
-        spin.setDecimals(decimals)
-        spin.setSingleStep(step)
-        spin.setValue(value)
-        return spin
+    def _update_vectorial_hint(self, *_: Any) -> None:
+        high = self.na.value() >= VECTORIAL_NA
+        recommend = high and not self.vectorial.isChecked()
+        if recommend and not widefield_options_supported():
+            self.vectorial_hint.setText("NA ≥ 0.9: vectorial model advised (not available)")
+        else:
+            self.vectorial_hint.setText("← recommended at NA ≥ 0.9" if recommend else "")
 
-    # ------------------------------------------------------------- settings
+    def _on_mismatch_toggled(self, checked: bool) -> None:
+        self.sample_index.setEnabled(checked)
+        self.depth.setEnabled(checked)
+        self.schedule()
+
+    def _forget_xlfm_layout(self, *_: Any) -> None:
+        self._xlfm_layout = None
+        n = self.xlfm_fields["n_lenslets"].value()
+        self.xlfm_layout_label.setText(f"hexagonal, {n} sub-apertures")
+
+    # ------------------------------------------------------------------ settings
     def settings(self) -> EditorSettings:
-        """The current form values."""
+        """The current widefield form values."""
+        mismatch = self.mismatch.isChecked()
         return EditorSettings(
             na=self.na.value(),
             wavelength_um=self.wavelength.value(),
@@ -258,21 +377,40 @@ class PSFEditorWidget(QWidget):
             dz_um=self.dz.value(),
             n_xy=self.n_xy.value(),
             zernike=np.array([s.value() for s in self.sliders], dtype=np.float64),
+            model="vectorial" if self.vectorial.isChecked() else "scalar",
+            sample_index=self.sample_index.value() if mismatch else None,
+            depth_um=self.depth.value() if mismatch else 0.0,
         )
+
+    def lfm_optics(self) -> tuple[LFMOptics, np.ndarray]:
+        """The LFM form as optics and depths (raises ``ValueError`` for inconsistent optics)."""
+        return read_lfm(self.lfm_fields)
+
+    def xlfm_optics(self) -> tuple[XLFMOptics, np.ndarray]:
+        """The XLFM form as optics and depths (raises ``ValueError`` for inconsistent optics)."""
+        return read_xlfm(self.xlfm_fields, self._xlfm_layout)
+
+    def _request(self) -> tuple[tuple, Estimate | None, Callable[[], Any]]:
+        """``(key, estimate, job)`` for the current form: the key identifies the PSF, the job computes it."""
+        generation = self._generation
+        if self.mode == "widefield":
+            settings = self.settings()
+            key = widefield_key(settings)
+            return key, estimate_widefield(settings), functools.partial(compute_sections, settings)
+        if self.mode == "lfm":
+            optics, planes = self.lfm_optics()
+            key = lfm_key(optics, planes)
+            stop = lambda: self._generation != generation  # noqa: E731 - a newer request supersedes this one
+            return key, estimate_lfm(optics, planes), functools.partial(compute_lfm, optics, planes, should_stop=stop)
+        optics, planes = self.xlfm_optics()
+        key = xlfm_key(optics, planes)
+        return key, estimate_xlfm(optics, planes), functools.partial(compute_xlfm, optics, planes)
 
     def set_zernike(self, coefficients: dict[int, float] | np.ndarray) -> None:
         """Set the sliders (unlisted modes to 0) with one recomputation."""
-        values = np.zeros(N_MODES)
-        if isinstance(coefficients, dict):
-            for j, c in coefficients.items():
-                if 0 <= int(j) < N_MODES:
-                    values[int(j)] = float(c)
-        else:
-            array = np.asarray(coefficients, dtype=np.float64).ravel()[:N_MODES]
-            values[: array.size] = array
-        for slider, value in zip(self.sliders, values, strict=True):
+        for slider, coefficient in zip(self.sliders, zernike_values(coefficients), strict=True):
             slider.blockSignals(True)
-            slider.setValue(float(np.clip(value, *SLIDER_RANGE)))
+            slider.setValue(float(np.clip(coefficient, *SLIDER_RANGE)))
             slider.blockSignals(False)
         self.schedule()
 
@@ -281,32 +419,54 @@ class PSFEditorWidget(QWidget):
         if name in PRESETS:
             self.set_zernike(PRESETS[name])
 
-    # ------------------------------------------------------------ computing
+    # ------------------------------------------------------------------ computing
     def schedule(self, *_: Any) -> None:
         """(Re)start the debounce timer; the PSF is recomputed when it fires."""
+        self._generation += 1
         self._timer.start()
 
     def recompute(self) -> None:
-        """Compute the PSF for the current settings (in a worker unless ``sync``); coalesces overlapping requests."""
+        """Compute the PSF for the current form (in a worker unless ``sync``); coalesces overlapping requests."""
         if self._worker is not None:
             self._pending = True
             return
-        settings = self.settings()
+        try:
+            key, estimate, job = self._request()
+        except ValueError as exc:  # inconsistent optics in the form: a message, not a traceback
+            self.status.setText(f"cannot compute: {exc}")
+            return
+        if key == self._shown_key and self.sections is not None:
+            self._render_current()
+            return
+        refusal = estimate.refusal() if estimate is not None else None
+        if refusal is not None:
+            self.status.setText(f"not computed: {refusal}")
+            return
+        self.status.setText(f"computing the {MODES[self.mode]} PSF… (estimated ~{max(estimate.seconds, 0.1):.1f} s)")
         if self.sync:
-            self._show(self._safe_compute(settings))
+            self._show((key, self._safe_compute(job)))
             return
         from napari.qt.threading import create_worker
 
-        worker = create_worker(self._safe_compute, settings, _start_thread=False)
-        worker.returned.connect(self._show)
+        worker = create_worker(self._keyed_compute, key, job, _start_thread=False)
+        # a result that a file load superseded while it ran is dropped
+        worker.returned.connect(lambda keyed, w=worker: None if w is self._superseded else self._show(keyed))
         worker.finished.connect(self._on_finished)
         self._worker = worker
         worker.start()
 
+    @classmethod
+    def _keyed_compute(cls, key: tuple, job: Callable[[], Any]) -> tuple[tuple, Any]:
+        return key, cls._safe_compute(job)
+
     @staticmethod
-    def _safe_compute(settings: EditorSettings) -> Sections | str:
+    def _safe_compute(job: Callable[[], Any]) -> Sections | SensorStack | str | None:
+        from ..psf.lfm import PSFComputationStopped
+
         try:
-            return compute_sections(settings)
+            return job()
+        except PSFComputationStopped:  # superseded by a newer request, which runs next
+            return None
         except ValueError as exc:  # bad optics: a message, not a traceback
             return str(exc)
 
@@ -321,62 +481,114 @@ class PSFEditorWidget(QWidget):
         """True while a computation runs or is scheduled."""
         return self._worker is not None or self._timer.isActive() or self._pending
 
-    def _show(self, result: Sections | str) -> None:
+    def _show(self, keyed: tuple[tuple, Sections | SensorStack | str | None]) -> None:
+        key, result = keyed
+        if result is None:
+            return
         if isinstance(result, str):
             self.status.setText(f"cannot compute: {result}")
             return
+        if result.psf.modality != self.mode:
+            return  # the mode changed while this ran; the new mode's request follows
         self.sections = result
+        self._shown_key = key
         self.computations += 1
-        dz, dy, dx = result.psf.voxel_size
-        n_z, n_y, n_x = result.psf.array.shape
-        width_x, height_z = n_x * dx, n_z * dz
-        gap = 0.1 * width_x
-        # Side by side in µm: XY | XZ | YZ | OTF(kz, kx) drawn over the XZ panel's extent.
-        panels = (
-            (result.xy, (dy, dx), (0.0, 0.0), "magma"),
-            (result.xz, (dz, dx), (0.0, width_x + gap), "magma"),
-            (result.yz, (dz, dy), (0.0, 2 * (width_x + gap)), "magma"),
-            (result.otf, (dz, dx), (0.0, 3 * (width_x + gap)), "viridis"),
-        )
-        for name, (data, scale, translate, colormap) in zip(LAYER_NAMES, panels, strict=True):
-            if name in self.viewer.layers:
-                layer = self.viewer.layers[name]
-                layer.data = data
-                layer.scale = scale
-                layer.translate = translate
+        self._render_current()
+        if RECONSTRUCTION_LAYER in self.viewer.layers:
+            self._update_reconstruction_layer(self.reconstruction_psf(compute=False))
+
+    def _render_current(self, *_: Any) -> None:
+        """Draw the panels of the shown result (re-slicing when only the displayed depth changed)."""
+        result = self.sections
+        if result is None:
+            return
+        if isinstance(result, Sections):
+            if self.mode != "widefield":
+                return
+            panels = widefield_panels(result)
+            details = sections_details(result)
+        else:
+            if result.psf.modality != self.mode:
+                return
+            fields = self.lfm_fields if self.mode == "lfm" else self.xlfm_fields
+            index = nearest_plane(result.psf, spin_value(fields["show_z"]))
+            panels = sensor_panels(result, index)
+            details = sensor_details(result, index)
+        self._draw(panels, MODE_LAYER_NAMES[self.mode])
+        self.status.setText(f"{result.psf.describe()}; computed in {result.seconds:.2f} s; {details}")
+
+    def _draw(self, panels: list[Panel], names: tuple[str, ...]) -> None:
+        """Put ``panels`` side by side (µm) into the editor's layers, reusing and renaming them."""
+        self._panel_layers = [layer for layer in self._panel_layers if layer in self.viewer.layers]
+        for layer in self._panel_layers[len(panels) :]:
+            self.viewer.layers.remove(layer)
+        self._panel_layers = self._panel_layers[: len(panels)]
+        placements = place_panels(panels)
+        for i, (panel, place, name) in enumerate(zip(panels, placements, names, strict=False)):
+            translate = place.translate
+            if i < len(self._panel_layers):
+                layer = self._panel_layers[i]
+                # Each property change refreshes the canvas: set only what changed.
+                if layer.name != name:
+                    layer.name = name
+                layer.data = panel.data
+                if not np.allclose(layer.scale, panel.scale):
+                    layer.scale = panel.scale
+                if not np.allclose(layer.translate, translate):
+                    layer.translate = translate
+                if layer.colormap.name != panel.colormap:
+                    layer.colormap = panel.colormap
             else:
                 layer = self.viewer.add_image(
-                    data, name=name, scale=scale, translate=translate, colormap=colormap, metadata={"psf_editor": True}
+                    panel.data,
+                    name=name,
+                    scale=panel.scale,
+                    translate=translate,
+                    colormap=panel.colormap,
+                    metadata={"psf_editor": True},
                 )
-                if colormap == "magma":
-                    layer.gamma = 0.5  # shows the dim rings and side lobes next to the bright core
-            low, high = float(data.min()), float(data.max())
-            layer.contrast_limits_range = (low, high if high > low else low + 1)
-            layer.contrast_limits = (low, high if high > low else low + 1)
-        rms = float(np.sqrt(np.sum(result.psf.zernike[3:] ** 2))) if result.psf.zernike.size > 3 else 0.0
-        self.status.setText(
-            f"{result.psf.describe()}; aberration {rms:.3f} waves RMS (excluding piston/tilt); "
-            f"computed in {1000 * result.seconds:.0f} ms; XZ/YZ panels are {height_z:g} µm tall"
-        )
-        if RECONSTRUCTION_LAYER in self.viewer.layers:
-            self._update_reconstruction_layer(result.psf)
+                self._panel_layers.append(layer)
+            if layer.gamma != place.gamma:
+                layer.gamma = place.gamma
+            layer.contrast_limits_range = place.contrast_range
+            layer.contrast_limits = place.contrast_limits
 
-    # ------------------------------------------------------ files, hand-over
+    # ------------------------------------------------------------------ files, hand-over
     def current_psf(self) -> PSF:
-        """The PSF for the current settings (computed now if the shown one is stale)."""
-        settings = self.settings()
-        shown = self.sections
-        if (
-            shown is not None
-            and np.array_equal(shown.psf.zernike if shown.psf.zernike.size else np.zeros(N_MODES), settings.zernike)
-            and shown.psf.array.shape == (settings.n_z, settings.n_xy, settings.n_xy)
-            and np.allclose(shown.psf.voxel_size, settings.voxel_size)
-            and shown.psf.optics.get("na") == settings.na
-            and shown.psf.optics.get("wavelength_um") == settings.wavelength_um
-            and shown.psf.optics.get("immersion_index") == settings.immersion_index
-        ):
-            return shown.psf
-        return compute_sections(settings).psf
+        """The PSF for the current form (computed now if the shown one is stale; refused if too large)."""
+        key, estimate, job = self._request()
+        if key == self._shown_key and self.sections is not None:
+            return self.sections.psf
+        refusal = estimate.refusal() if estimate is not None else None
+        if refusal is not None:
+            raise ValueError(refusal)
+        if self.mode != "widefield" and self.busy:
+            # computing it again here would block the UI for seconds: wait for the worker instead
+            raise ValueError(f"the {MODES[self.mode]} PSF is still being computed; try again when it is shown")
+        result = job()
+        return result.psf
+
+    def reconstruction_psf(self, *, compute: bool = True) -> PSF:
+        """The PSF "Use for reconstruction" hands over: the current PSF, resampled if a layer is chosen."""
+        psf = self.current_psf() if compute or self.sections is None else self.sections.psf
+        target = self.resample_combo.currentData()
+        if psf.modality == "widefield" and target:
+            return self.resample_to_layer(target, psf)
+        return psf
+
+    def resample_to_layer(self, layer_name: str, psf: PSF | None = None) -> PSF:
+        """``psf`` (default: the current widefield PSF) resampled to image layer ``layer_name``'s voxel size."""
+        from ..psf.resample import resample_psf
+
+        if layer_name not in self.viewer.layers:
+            raise ValueError(f"no layer named {layer_name!r}")
+        scale = tuple(float(s) for s in self.viewer.layers[layer_name].scale)
+        if len(scale) < 3:
+            raise ValueError(f"layer {layer_name!r} is not a volume (scale {scale}); a (Z, Y, X) layer is needed")
+        psf = psf if psf is not None else self.current_psf()
+        if psf.modality != "widefield":
+            raise ValueError(NO_RESAMPLE_NOTE)
+        return resample_psf(psf, scale[-3:])
 
     def save(self, path: str | Path) -> Path:
         """Save the current PSF (``.psf.safetensors``); return the path written."""
@@ -386,10 +598,33 @@ class PSFEditorWidget(QWidget):
         return self.current_psf().save(path)
 
     def load(self, path: str | Path) -> None:
-        """Load a widefield PSF file's optics and Zernike coefficients into the form (the PSF is recomputed)."""
+        """Load a PSF file: switch to its mode and fill the form from its optics (the PSF is shown as loaded)."""
         psf = PSF.load(path)
-        if psf.modality != "widefield":
-            raise ValueError(f"{path} holds a {psf.modality} PSF; the editor edits widefield PSFs")
+        if psf.modality == "widefield":
+            self._load_widefield(psf)
+            return
+        if psf.modality == "lfm":
+            self._load_lfm(psf)
+            stack = lfm_stack(psf)
+        else:
+            self._load_xlfm(psf)
+            stack = xlfm_stack(psf)
+        self.set_mode(psf.modality)
+        self._timer.stop()
+        self._generation += 1  # stops a running LFM computation early
+        self._superseded = self._worker
+        self._pending = False
+        # The file's PSF is shown as it is (it may use a kernel size or layout the form does not hold).
+        try:
+            key = self._request()[0]
+        except ValueError:
+            key = None
+        self.sections = stack
+        self._shown_key = key
+        self.computations += 1
+        self._render_current()
+
+    def _load_widefield(self, psf: PSF) -> None:
         optics = psf.optics
         for key, widget in (
             ("na", self.na),
@@ -404,22 +639,89 @@ class PSFEditorWidget(QWidget):
         self.dz.setValue(dz)
         self.n_z.setValue(psf.array.shape[0])
         self.n_xy.setValue(psf.array.shape[-1])
+        if self.vectorial.isEnabled():
+            self.vectorial.setChecked("vectorial" in str(optics.get("psf_model", "")))
+        if self.mismatch.isEnabled():
+            sample_index = optics.get("sample_index")
+            self.mismatch.setChecked(sample_index is not None)
+            if sample_index is not None:
+                self.sample_index.setValue(float(sample_index))
+                self.depth.setValue(float(optics.get("depth_um", 0.0)))
+        self.set_mode("widefield")
         self.set_zernike(psf.zernike)
+
+    def _load_lfm(self, psf: PSF) -> None:
+        fill_lfm(self.lfm_fields, psf)
+
+    def _load_xlfm(self, psf: PSF) -> None:
+        fill_xlfm(self.xlfm_fields, psf)
+        self._xlfm_layout, description = xlfm_file_layout(psf)
+        self.xlfm_layout_label.setText(description)
 
     def use_for_reconstruction(self) -> Any:
         """Add or update the 3-D layer :data:`RECONSTRUCTION_LAYER` carrying the PSF in ``metadata["psf"]``."""
-        return self._update_reconstruction_layer(self.current_psf())
+        return self._update_reconstruction_layer(self.reconstruction_psf())
 
     def _update_reconstruction_layer(self, psf: PSF) -> Any:
+        if psf.modality == "lfm":
+            # The (A, D, h, w) phase-space array is not an image a user can read: show the sensor stack.
+            sensor, pixel = lfm_sensor_stack(psf)
+            data, scale = sensor, (psf.voxel_size[0], pixel, pixel)
+        else:
+            data, scale = psf.array, psf.voxel_size
         if RECONSTRUCTION_LAYER in self.viewer.layers:
             layer = self.viewer.layers[RECONSTRUCTION_LAYER]
-            layer.data = psf.array
-            layer.scale = psf.voxel_size
+            layer.data = data
+            layer.scale = scale
             layer.metadata = {**layer.metadata, "psf": psf}
+            layer.reset_contrast_limits()
             return layer
         return self.viewer.add_image(
-            psf.array, name=RECONSTRUCTION_LAYER, scale=psf.voxel_size, colormap="magma", metadata={"psf": psf}
+            data, name=RECONSTRUCTION_LAYER, scale=scale, colormap="magma", metadata={"psf": psf}
         )
+
+    # ------------------------------------------------------------------ resampling UI
+    def _refresh_resample_layers(self, *_: Any) -> None:
+        from napari.layers import Image
+
+        current = self.resample_combo.currentData()
+        names = [
+            layer.name
+            for layer in self.viewer.layers
+            if isinstance(layer, Image)
+            and layer.ndim >= 3
+            and not layer.metadata.get("psf_editor")
+            and layer.name != RECONSTRUCTION_LAYER
+        ]
+        self.resample_combo.blockSignals(True)
+        self.resample_combo.clear()
+        self.resample_combo.addItem("no (the PSF's own grid)", "")
+        for name in names:
+            self.resample_combo.addItem(name, name)
+        index = self.resample_combo.findData(current)
+        self.resample_combo.setCurrentIndex(max(index, 0))
+        self.resample_combo.blockSignals(False)
+        self._on_resample_changed()
+
+    def _on_resample_changed(self, *_: Any) -> None:
+        if self.mode != "widefield":
+            self.resample_note.setText(NO_RESAMPLE_NOTE)
+            return
+        target = self.resample_combo.currentData()
+        if target and target in self.viewer.layers:
+            dz, dy, dx = (float(s) for s in self.viewer.layers[target].scale[-3:])
+            self.resample_note.setText(f"'Use for reconstruction' resamples to {dz:g}×{dy:g}×{dx:g} µm")
+        else:
+            self.resample_note.setText("")
+
+    # ------------------------------------------------------------------ dialogs
+    def _use_clicked(self) -> None:
+        try:
+            layer = self.use_for_reconstruction()
+        except ValueError as exc:
+            show_error(f"could not hand the PSF over: {exc}")
+            return
+        self.status.setText(f"{layer.name!r} now holds {layer.metadata['psf'].describe()}; Reconstruct lists it")
 
     def _save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save the PSF", "psf" + PSF_FILE_SUFFIX, "PSF (*.psf.safetensors)")
@@ -434,5 +736,5 @@ class PSFEditorWidget(QWidget):
         if path:
             try:
                 self.load(path)
-            except (ValueError, OSError) as exc:
+            except (ValueError, OSError, KeyError) as exc:
                 show_error(f"could not load the PSF: {exc}")

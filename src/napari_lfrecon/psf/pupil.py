@@ -84,6 +84,8 @@ def pupil_samples_for(
     half_width_um: float,
     max_abs_z_um: float,
     zernike_waves: Sequence[float] | torch.Tensor | None = None,
+    *,
+    extra_blur_um: float = 0.0,
 ) -> int:
     """Pupil grid size ``Nk`` (even) that keeps the periodic copies of the field out of the output.
 
@@ -95,11 +97,12 @@ def pupil_samples_for(
     ``1 / dk > half_width + blur``, plus a guard of a few resolution elements
     for the diffraction tails. (A pupil phase sampled coarser than Nyquist is
     the same thing seen from the pupil side: copies overlapping *outside*
-    the output are harmless.)
+    the output are harmless.) ``extra_blur_um`` adds the ray displacement of
+    any other pupil phase (e.g. an index mismatch, see :mod:`.index_mismatch`).
     """
     k_na = na / wavelength_um
     cone = max_abs_z_um * na / math.sqrt(max(immersion_index**2 - na**2, 1e-12))
-    blur = cone + max_gradient_waves(zernike_waves) / k_na
+    blur = cone + max_gradient_waves(zernike_waves) / k_na + max(float(extra_blur_um), 0.0)
     period = half_width_um + blur + _TAIL_GUARD_RESELS / k_na
     samples = math.ceil(2.0 * k_na * period) + 2
     if samples > MAX_PUPIL_SAMPLES:
@@ -275,11 +278,15 @@ def fourier_matrix(coordinates_um: torch.Tensor, k: torch.Tensor, dtype: torch.d
     return torch.polar(torch.ones_like(phase), phase).to(_complex_dtype(dtype))
 
 
-def field_from_pupil(pupil: torch.Tensor, grid: PupilGrid, y_um: torch.Tensor, x_um: torch.Tensor) -> torch.Tensor:
-    """Scalar field ``(Z, len(y), len(x))`` from the pupils ``(Z, Nk, Nk)`` at the given lateral positions.
+def field_from_pupil(
+    pupil: torch.Tensor, grid: PupilGrid, y_um: torch.Tensor, x_um: torch.Tensor, *, scaled: bool = True
+) -> torch.Tensor:
+    """Scalar field ``(..., len(y), len(x))`` from the pupils ``(..., Nk, Nk)`` at the given lateral positions.
 
     Approximates ``∫ P(k) exp(i2π k·r) d²k`` by ``dk² Σ``, so an unaberrated
     in-focus field at the origin is ``π (NA/λ)²`` (the disc area).
+    ``scaled=False`` skips the ``dk²`` factor (one pass over the output saved)
+    for callers that normalise the intensity anyway.
     """
     real_dtype = grid.rho.dtype
     wy = fourier_matrix(y_um, grid.k, real_dtype)  # (Ny, Nk)
@@ -290,4 +297,6 @@ def field_from_pupil(pupil: torch.Tensor, grid: PupilGrid, y_um: torch.Tensor, x
         field = torch.matmul(torch.matmul(wy, pupil), wx)
     else:
         field = torch.matmul(wy, torch.matmul(pupil, wx))
+    if not scaled:
+        return field
     return field * (grid.dk**2).to(real_dtype)

@@ -1,0 +1,686 @@
+"""The Train dock widget: train a network engine on the user's data, watch the loss, write the weights.
+
+Training engines are ordinary engines with ``kind = "train"``
+(``engines.available(kind="train")``): this widget lists them, builds a
+:class:`~napari_lfrecon.gui.worker.RunRequest` from the chosen layers and the
+form generated from the engine's ``Params``, and hands it to
+:class:`~napari_lfrecon.gui.worker.EngineRunner` — the one worker layer, which
+streams progress, keeps ONE preview layer updated in place and adds the final
+reconstruction of the trained network as ``"<input> [<engine>]"``. This module
+adds what only training needs:
+
+* what each engine needs is derived from its ``modalities``: light-field, XLFM
+  and widefield engines need a PSF (a layer carrying ``metadata["psf"]``, as
+  samples and PSF files do, or a file); ``anisotropic`` engines (niiv) take a
+  3-D stack with the coarse axis first and no PSF;
+* the weights path has its own row with a file dialog (default under
+  ``~/lfrecon-weights``, never inside the package); the form's ``output`` field
+  is hidden and filled from it, and the form's ``checkpoint`` field (when the
+  engine has one) defaults to ``<weights>.checkpoint.safetensors`` so a
+  cancelled run keeps its state and a re-run resumes;
+* a live loss curve (x = training step, log y) from the engine's ``("loss", v)``
+  metric updates;
+* at the end: weights path, final loss and time in the status line, and
+  **Use in Reconstruct**, which selects the matching inference engine
+  (``serenet-train`` → ``serenet``) in a docked Reconstruct widget and fills its
+  ``weights`` field (docking one first when there is none).
+
+Input layers are never modified; errors are shown with ``show_error`` and a
+reason, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from napari.layers import Image
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import engines
+from ..device import describe_device, select_device
+from ..engines.base import Engine, EngineInputError, param_specs
+from ..psf.model import PSF
+from ._geometry import output_translate
+from .params_form import ParamsForm
+from .worker import EngineRunner, RunRequest, error_message
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+#: Item data of the PSF combo entry that reads the PSF from the file field.
+PSF_FROM_FILE = "__file__"
+#: Item data of the PSF combo entry shown for engines that take no PSF.
+NO_PSF = "__none__"
+#: Progress bar resolution (Qt progress bars are integer).
+_PROGRESS_STEPS = 1000
+#: Where weights go by default: the user's home, never the installed package.
+DEFAULT_WEIGHTS_DIR = Path.home() / "lfrecon-weights"
+#: Suffix of the checkpoint file derived from the weights path.
+CHECKPOINT_SUFFIX = ".checkpoint.safetensors"
+#: Modalities whose engines need a PSF (the physics of the measurement).
+PSF_MODALITIES = frozenset({"widefield", "lfm", "xlfm"})
+#: What one input of each modality looks like, for the form's hint.
+MODALITY_INPUT = {
+    "lfm": "light-field raw frame (Y, X), a time series (T, Y, X) or views (A, Ny, Nx)",
+    "xlfm": "XLFM raw frame (Y, X) or a time series (T, Y, X)",
+    "widefield": "widefield stack (Z, Y, X)",
+    "anisotropic": "anisotropic 3-D stack (Z coarse, Y, X)",
+}
+#: Number of axes an input of each modality may have (frame, or a series of frames).
+MODALITY_NDIM = {"lfm": (2, 3, 4), "xlfm": (2, 3), "widefield": (3, 4), "anisotropic": (3,)}
+#: Training steps read from an engine's progress message ("step 12/2000, loss …").
+_STEP_PATTERN = re.compile(r"\bstep (\d+)")
+
+
+# ---------------------------------------------------------------------------- pure helpers (no Qt)
+def needs_psf(engine: Engine) -> bool:
+    """True when ``engine`` trains through a measurement's physics and so needs a PSF."""
+    return bool(PSF_MODALITIES.intersection(engine.modalities))
+
+
+def input_hint(engine: Engine) -> str:
+    """One line telling the user what ``engine`` trains on (from its ``modalities``)."""
+    kinds = " or ".join(MODALITY_INPUT.get(m, f"{m} data") for m in engine.modalities) or "an image"
+    if needs_psf(engine):
+        psf = "/".join(m for m in engine.modalities if m in PSF_MODALITIES)
+        return f"needs: {kinds}, and its {psf} PSF (a layer carrying one, or a PSF file)"
+    return f"needs: {kinds}; no PSF"
+
+
+def inference_engine(train_engine: str) -> str | None:
+    """The reconstruction engine that uses weights from ``train_engine`` (``serenet-train`` → ``serenet``)."""
+    base = train_engine.removesuffix("-train")
+    if base == train_engine or base not in engines.available(kind="reconstruct"):
+        return None
+    names = {spec["name"] for spec in param_specs(engines.get(base).Params)}
+    return base if "weights" in names else None
+
+
+def checkpoint_for(weights: str | Path) -> Path:
+    """The checkpoint path kept next to a weights file: ``w.safetensors`` → ``w.checkpoint.safetensors``."""
+    path = Path(weights)
+    return path.with_name(path.name.removesuffix(".safetensors") + CHECKPOINT_SUFFIX)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "input"
+
+
+def layer_psf(layer: Any) -> PSF | None:
+    """The PSF object a layer carries in ``metadata["psf"]``, if any."""
+    psf = getattr(layer, "metadata", {}).get("psf")
+    return psf if isinstance(psf, PSF) else None
+
+
+# ---------------------------------------------------------------------------- widget
+class TrainWidget(QWidget):
+    """Dock widget that trains a ``kind="train"`` engine on a layer and shows the loss and the preview live."""
+
+    def __init__(self, napari_viewer: napari.Viewer, *, sync: bool | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.sync = sync
+        self.runner: EngineRunner | None = None
+        #: The loss curve's points: training step and loss value, per metric name.
+        self.losses: dict[str, tuple[list[int], list[float]]] = {}
+        #: The weights file of the last finished run (``None`` before one).
+        self.trained_weights: Path | None = None
+        self._weights_target: Path | None = None
+        self._last_step = 0
+        self._auto_weights = ""
+        self._auto_checkpoint = ""
+        self._input_name = ""
+
+        # Inputs -------------------------------------------------------------
+        self.engine_combo = QComboBox()
+        for name in engines.available(kind="train"):
+            engine = engines.get(name)
+            self.engine_combo.addItem(engine.title or name, name)
+        self.engine_combo.setToolTip("the training engine")
+        self.needs_label = QLabel()
+        self.needs_label.setWordWrap(True)
+        self.needs_label.setStyleSheet("color: gray")
+        self.input_combo = QComboBox()
+        self.input_combo.setToolTip("the training data (the layer is read, never modified)")
+        self.psf_combo = QComboBox()
+        self.psf_combo.setToolTip("a layer carrying a PSF object (samples and PSF files do), or a file")
+        self.psf_path = QLineEdit()
+        self.psf_path.setPlaceholderText("PSF file (.psf.safetensors)")
+        self.psf_browse = QPushButton("…")
+        self.psf_browse.setFixedWidth(28)
+        self.psf_browse.setToolTip("choose a PSF file")
+        psf_row = QHBoxLayout()
+        psf_row.setContentsMargins(0, 0, 0, 0)
+        psf_row.addWidget(self.psf_path)
+        psf_row.addWidget(self.psf_browse)
+        self.weights_path = QLineEdit()
+        self.weights_path.setToolTip("the trained weights are written here (.safetensors)")
+        self.weights_browse = QPushButton("…")
+        self.weights_browse.setFixedWidth(28)
+        self.weights_browse.setToolTip("choose where to write the weights")
+        weights_row = QHBoxLayout()
+        weights_row.setContentsMargins(0, 0, 0, 0)
+        weights_row.addWidget(self.weights_path)
+        weights_row.addWidget(self.weights_browse)
+
+        inputs_box = QGroupBox("Training")
+        inputs_form = QFormLayout(inputs_box)
+        inputs_form.addRow("engine", self.engine_combo)
+        inputs_form.addRow(self.needs_label)
+        inputs_form.addRow("data", self.input_combo)
+        inputs_form.addRow("PSF", self.psf_combo)
+        inputs_form.addRow("PSF file", psf_row)
+        inputs_form.addRow("weights", weights_row)
+
+        # Engine parameters --------------------------------------------------
+        self.params_form = ParamsForm()
+        params_box = QGroupBox("Parameters")
+        params_layout = QVBoxLayout(params_box)
+        params_layout.addWidget(self.params_form)
+
+        # Run ----------------------------------------------------------------
+        self.device_label = QLabel(_device_text())
+        self.device_label.setToolTip("set LFRECON_DEVICE (cpu, cuda:1, mps) to choose another device")
+        self.run_button = QPushButton("Train")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, _PROGRESS_STEPS)
+        self.progress.setValue(0)
+        self.status_label = QLabel("ready")
+        self.status_label.setWordWrap(True)
+
+        # Loss curve ---------------------------------------------------------
+        self.figure = Figure(figsize=(4, 2.4), dpi=80, layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(190)
+        self.loss_ax = self.figure.add_subplot(1, 1, 1)
+        self._draw_loss()
+
+        self.use_button = QPushButton("Use in Reconstruct")
+        self.use_button.setToolTip("select the inference engine and these weights in the Reconstruct widget")
+        self.use_button.setEnabled(False)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(inputs_box)
+        layout.addWidget(params_box)
+        layout.addWidget(self.device_label)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.canvas)
+        layout.addWidget(self.use_button)
+        layout.addStretch(1)
+
+        # Wiring -------------------------------------------------------------
+        self.engine_combo.currentIndexChanged.connect(self._on_engine_changed)
+        self.input_combo.currentIndexChanged.connect(self._on_input_changed)
+        self.psf_combo.currentIndexChanged.connect(self._on_psf_changed)
+        self.psf_browse.clicked.connect(self._browse_psf)
+        self.weights_browse.clicked.connect(self._browse_weights)
+        self.weights_path.textChanged.connect(self._on_weights_changed)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.use_button.clicked.connect(self.use_in_reconstruct)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._refresh_layers)
+        self.viewer.layers.events.moved.connect(self._refresh_layers)
+        self._on_engine_changed()
+
+    # -------------------------------------------------------------- choices
+    @property
+    def engine_name(self) -> str:
+        """The selected engine's registry name ("" when no training engine is registered)."""
+        data = self.engine_combo.currentData()
+        return "" if data is None else str(data)
+
+    @property
+    def engine(self) -> Engine | None:
+        """An instance of the selected engine."""
+        return engines.get(self.engine_name) if self.engine_name else None
+
+    def select_engine(self, name: str) -> None:
+        """Select training engine ``name`` (``ValueError`` listing the training engines otherwise)."""
+        index = self.engine_combo.findData(name)
+        if index < 0:
+            raise ValueError(f"unknown training engine {name!r}; available: {engines.available(kind='train')}")
+        self.engine_combo.setCurrentIndex(index)
+
+    def select_input(self, name: str) -> None:
+        """Select input layer ``name`` (``ValueError`` if it is not an image layer in the viewer)."""
+        index = self.input_combo.findData(name)
+        if index < 0:
+            raise ValueError(f"no image layer named {name!r}; image layers: {self._image_names()}")
+        self.input_combo.setCurrentIndex(index)
+
+    def select_psf(self, name: str | None) -> None:
+        """Take the PSF from layer ``name`` (``None``: from the file field); ``ValueError`` if it carries none."""
+        index = self.psf_combo.findData(PSF_FROM_FILE if name is None else name)
+        if index < 0:
+            raise ValueError(f"no layer named {name!r} carries a PSF; PSF layers: {self._psf_layer_names()}")
+        self.psf_combo.setCurrentIndex(index)
+
+    def input_layer(self) -> Image | None:
+        """The selected input layer (``None`` when there is none)."""
+        name = self.input_combo.currentData()
+        if name is None or name not in self.viewer.layers:
+            return None
+        layer = self.viewer.layers[name]
+        return layer if isinstance(layer, Image) else None
+
+    def _image_names(self) -> list[str]:
+        # Engine previews and results are outputs; a ground truth is not a measurement.
+        return [
+            layer.name
+            for layer in self.viewer.layers
+            if isinstance(layer, Image)
+            and not layer.metadata.get("preview")
+            and not layer.metadata.get("ground_truth")
+            and "engine" not in layer.metadata
+        ]
+
+    def _psf_layer_names(self) -> list[str]:
+        return [layer.name for layer in self.viewer.layers if layer_psf(layer) is not None]
+
+    def _preferred_input(self, names: list[str]) -> str | None:
+        """The likely training input: a layer of the engine's modality, the newest first."""
+        engine = self.engine
+        if not names or engine is None:
+            return names[-1] if names else None
+        layers = [self.viewer.layers[n] for n in names]
+        if needs_psf(engine):
+            fits = [x.name for x in layers if (psf := layer_psf(x)) is not None and psf.modality in engine.modalities]
+        else:
+            fits = [x.name for x in layers if x.ndim in MODALITY_NDIM.get(engine.modalities[0], (3,))]
+        return (fits or names)[-1]
+
+    def _refresh_layers(self, *_: Any) -> None:
+        current_input = self.input_combo.currentData()
+        current_psf = self.psf_combo.currentData()
+        images = self._image_names()
+        self.input_combo.blockSignals(True)
+        self.input_combo.clear()
+        for name in images:
+            self.input_combo.addItem(name, name)
+        chosen = current_input if current_input in images else self._preferred_input(images)
+        if chosen is not None:
+            self.input_combo.setCurrentIndex(images.index(chosen))
+        self.input_combo.blockSignals(False)
+
+        self.psf_combo.blockSignals(True)
+        self.psf_combo.clear()
+        engine = self.engine
+        if engine is not None and not needs_psf(engine):
+            self.psf_combo.addItem("none (this engine needs no PSF)", NO_PSF)
+        else:
+            for layer in self.viewer.layers:
+                psf = layer_psf(layer)
+                if psf is not None:
+                    self.psf_combo.addItem(f"{layer.name} ({psf.modality})", layer.name)
+            self.psf_combo.addItem("from file…", PSF_FROM_FILE)
+        self.psf_combo.setCurrentIndex(max(self.psf_combo.findData(current_psf), 0))
+        self.psf_combo.blockSignals(False)
+        if current_input != self.input_combo.currentData():
+            self._on_input_changed()
+        else:
+            self._on_psf_changed()
+
+    def _on_engine_changed(self, *_: Any) -> None:
+        engine = self.engine
+        if engine is None:
+            self.needs_label.setText("no training engine is registered")
+            self.run_button.setEnabled(False)
+            return
+        self.params_form.set_params_class(engine.Params)
+        self.params_form.setToolTip(engine.__doc__ or "")
+        # The weights path has its own row with a file dialog; the form's copy would only disagree with it.
+        self._set_form_row_visible("output", False)
+        self.needs_label.setText(input_hint(engine))
+        self._auto_checkpoint = ""
+        self._refresh_layers()
+        self._update_default_weights()
+        self._on_weights_changed()
+
+    def _on_input_changed(self, *_: Any) -> None:
+        # A measurement opened with its PSF (samples, PSF reader) selects that PSF.
+        layer = self.input_layer()
+        if layer is not None and layer_psf(layer) is not None:
+            index = self.psf_combo.findData(layer.name)
+            if index >= 0:
+                self.psf_combo.setCurrentIndex(index)
+        self._update_default_weights()
+        self._on_psf_changed()
+
+    def _on_psf_changed(self, *_: Any) -> None:
+        choice = self.psf_combo.currentData()
+        from_file = choice == PSF_FROM_FILE
+        self.psf_combo.setEnabled(choice != NO_PSF)
+        self.psf_path.setEnabled(from_file)
+        self.psf_browse.setEnabled(from_file)
+
+    def _set_form_row_visible(self, name: str, visible: bool) -> None:
+        try:
+            editor = self.params_form.editor(name)
+        except KeyError:
+            return
+        form = self.params_form.layout()
+        if isinstance(form, QFormLayout):
+            form.setRowVisible(editor, visible)
+
+    # ------------------------------------------------------------- weights path
+    def _update_default_weights(self) -> None:
+        """Propose ``~/lfrecon-weights/<engine>-<input>.safetensors`` unless the user typed a path."""
+        current = self.weights_path.text().strip()
+        if current and current != self._auto_weights:
+            return
+        base = self.engine_name.removesuffix("-train") or "weights"
+        name = self.input_combo.currentData()
+        proposal = str(DEFAULT_WEIGHTS_DIR / f"{base}-{_slug(str(name)) if name else 'weights'}.safetensors")
+        self._auto_weights = proposal
+        self.weights_path.setText(proposal)
+
+    def _on_weights_changed(self, *_: Any) -> None:
+        """Keep the form's checkpoint next to the weights, unless the user chose another one."""
+        try:
+            editor = self.params_form.editor("checkpoint")
+        except KeyError:
+            return
+        current = self.params_form.values()["checkpoint"]
+        if current and current != self._auto_checkpoint:
+            return
+        text = self.weights_path.text().strip()
+        proposal = str(checkpoint_for(text)) if text else ""
+        self._auto_checkpoint = proposal
+        self.params_form.set_values({"checkpoint": proposal})
+        engine = self.engine
+        help_text = next(s["help"] for s in param_specs(engine.Params) if s["name"] == "checkpoint") if engine else ""
+        editor.setToolTip(f"{help_text}; defaults to the weights path with {CHECKPOINT_SUFFIX}")
+
+    def _browse_weights(self) -> None:
+        start = self.weights_path.text().strip() or str(DEFAULT_WEIGHTS_DIR)
+        path, _ = QFileDialog.getSaveFileName(self, "Write the trained weights to", start, "Weights (*.safetensors)")
+        if path:
+            self.weights_path.setText(path if path.endswith(".safetensors") else f"{path}.safetensors")
+
+    def _browse_psf(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a PSF", "", "PSF files (*.psf.safetensors *.safetensors);;All files (*)"
+        )
+        if path:
+            self.psf_path.setText(path)
+
+    # ------------------------------------------------------------------ run
+    def selected_psf(self) -> PSF | None:
+        """The PSF for the run (``None`` for engines that need none); ``ValueError`` naming what is missing."""
+        engine = self.engine
+        if engine is None or not needs_psf(engine):
+            return None
+        wanted = "/".join(m for m in engine.modalities if m in PSF_MODALITIES)
+        choice = self.psf_combo.currentData()
+        if choice == PSF_FROM_FILE:
+            text = self.psf_path.text().strip()
+            if not text:
+                raise ValueError(f"{engine.name} needs a {wanted} PSF: choose a layer that carries one, or a PSF file")
+            psf = PSF.load(Path(text))
+        else:
+            if choice is None or choice not in self.viewer.layers:
+                raise ValueError(f"{engine.name} needs a {wanted} PSF: open a sample or a PSF file, or choose a file")
+            psf = layer_psf(self.viewer.layers[choice])
+            if psf is None:
+                raise ValueError(f"layer {choice!r} carries no PSF object in its metadata")
+        if psf.modality not in engine.modalities:
+            raise EngineInputError(f"{engine.name} needs a {wanted} PSF, not a {psf.modality} PSF")
+        return psf
+
+    def build_request(self) -> RunRequest:
+        """A :class:`RunRequest` from the widget; ``ValueError`` with the reason when something is missing."""
+        engine = self.engine
+        if engine is None:
+            raise ValueError("no training engine is registered")
+        layer = self.input_layer()
+        if layer is None:
+            raise ValueError("no training data: open an image (or a sample) and choose it as 'data'")
+        if getattr(layer, "rgb", False):
+            raise ValueError(f"layer {layer.name!r} is RGB; training needs single-channel measurements")
+        data = layer.data[0] if layer.multiscale else layer.data
+        allowed = sorted({n for m in engine.modalities for n in MODALITY_NDIM.get(m, (2, 3, 4))})
+        if len(data.shape) not in allowed:
+            raise ValueError(
+                f"{engine.name} trains on data with {allowed} axes ({input_hint(engine)}); "
+                f"layer {layer.name!r} has shape {tuple(data.shape)}"
+            )
+        psf = self.selected_psf()
+        weights = self.weights_path.text().strip()
+        if not weights:
+            raise ValueError("choose where to write the weights ('weights' path)")
+        if not weights.endswith(".safetensors"):
+            raise ValueError(f"the weights path must end in .safetensors, got {weights!r}")
+        params = self.params_form.values()
+        if "output" in params:
+            params["output"] = str(Path(weights).expanduser())
+        return RunRequest(
+            engine=engine.name,
+            data=np.asarray(data),  # training reads every frame; a lazy layer is loaded once, never changed
+            psf=psf,
+            params=params,
+            input_name=layer.name,
+            input_scale=tuple(float(s) for s in layer.scale),
+            input_translate=tuple(float(t) for t in layer.translate),
+        )
+
+    def run(self) -> EngineRunner | None:
+        """Start training from the current settings (the Train button); bad input shows an error instead."""
+        if self.runner is not None and self.runner.running:
+            return self.runner
+        try:
+            request = self.build_request()
+            runner = EngineRunner(self.viewer, request, sync=self.sync)
+        except Exception as exc:  # bad input is a message to the user, never a traceback
+            show_error(f"Cannot train: {error_message(exc)}")
+            self.status_label.setText(f"cannot train: {error_message(exc)}")
+            return None
+        self.runner = runner
+        self._input_name = request.input_name
+        self._weights_target = Path(request.params.get("output") or self.weights_path.text()).expanduser()
+        self.trained_weights = None
+        self.losses = {}
+        self._last_step = 0
+        self._draw_loss()
+        runner.progressed.connect(self._on_progress)
+        runner.metric.connect(self._on_metric)
+        runner.previewed.connect(self._place)
+        runner.finished.connect(self._on_finished)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.use_button.setEnabled(False)
+        self.progress.setValue(0)
+        self.status_label.setText(f"starting {runner.engine.name} on {request.input_name}…")
+        runner.start()
+        return runner
+
+    def cancel(self) -> None:
+        """Stop training (the Cancel button): within one step; the engine's checkpoint is kept."""
+        if self.runner is not None and self.runner.running:
+            self.runner.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status_label.setText("cancelling…")
+
+    @property
+    def running(self) -> bool:
+        """True while training runs."""
+        return self.runner is not None and self.runner.running
+
+    # ------------------------------------------------------------ run events
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(round(fraction * _PROGRESS_STEPS))
+        self.status_label.setText(message)
+        match = _STEP_PATTERN.search(message)
+        if match:
+            self._last_step = int(match.group(1))
+        elif self.runner is not None and getattr(self.runner.params, "steps", 0):
+            self._last_step = round(fraction * self.runner.params.steps)
+
+    def _on_metric(self, name: str, value: float) -> None:
+        if "loss" not in name or not math.isfinite(value):
+            return
+        steps, values = self.losses.setdefault(name, ([], []))
+        # An engine that names no step still gets a monotone x axis.
+        step = self._last_step if self._last_step > (steps[-1] if steps else 0) else len(steps) + 1
+        steps.append(step)
+        values.append(float(value))
+        self._draw_loss()
+
+    def _draw_loss(self) -> None:
+        ax = self.loss_ax
+        ax.clear()
+        positive = True
+        for name, (steps, values) in self.losses.items():
+            ax.plot(steps, values, marker="o", markersize=3, linewidth=1.2, label=name)
+            positive = positive and min(values) > 0
+        # A likelihood loss can go below zero; a log axis then cannot show it.
+        ax.set_yscale("log" if self.losses and positive else "linear")
+        ax.set(title="training loss", xlabel="step", ylabel="loss")
+        ax.grid(True, which="both", alpha=0.3)
+        if len(self.losses) > 1:
+            ax.legend(fontsize=7)
+        self.canvas.draw_idle()
+
+    def _series_frame(self) -> tuple[tuple[int, ...], tuple[float, ...], tuple[float, ...]] | None:
+        """Shape, scale and translate of ONE frame when the input is a time series, else ``None``."""
+        runner = self.runner
+        if runner is None or runner.request.psf is None:
+            return None
+        psf = runner.request.psf
+        shape = tuple(int(n) for n in runner.inputs.data.shape)
+        frame_ndim = 3 if psf.modality == "widefield" else 2
+        if psf.modality == "lfm" and len(shape) >= 3 and shape[-3] == psf.array.shape[0]:
+            frame_ndim = 3  # views (A, Ny, Nx) are one frame
+        if len(shape) <= frame_ndim:
+            return None
+        return shape[1:], runner.input_scale[1:], runner.input_translate[1:]
+
+    def _place(self, layer: Any) -> None:
+        """Put a preview/result of a time-series run on one frame's field of view.
+
+        The worker layer centres outputs on the whole input, whose first axis is
+        time here; a frame's geometry is the right reference.
+        """
+        frame = self._series_frame()
+        runner = self.runner
+        if frame is None or runner is None or layer is None:
+            return
+        psf = runner.request.psf
+        z_planes = psf.z_planes_um if psf is not None and psf.z_planes_um.size else None
+        shape, scale, translate = frame
+        out_scale = tuple(float(s) for s in layer.scale)
+        layer.translate = output_translate(shape, scale, translate, tuple(layer.data.shape), out_scale, z_planes)
+
+    def _on_finished(self, status: str, message: str) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        runner = self.runner
+        if runner is None:
+            return
+        seconds = runner.seconds
+        loss = self.final_loss()
+        loss_text = f"final loss {loss:.4g}" if loss is not None else "no loss reported"
+        checkpoint = str(getattr(runner.params, "checkpoint", "") or "")
+        if status == "done":
+            self._place(runner.result_layer)
+            self.progress.setValue(_PROGRESS_STEPS)
+            weights = self._weights_target
+            if weights is not None and weights.is_file():
+                self.trained_weights = weights
+                target = inference_engine(runner.engine.name)
+                if runner.result_layer is not None:
+                    info = {"weights": str(weights), "engine": target or runner.engine.name}
+                    runner.result_layer.metadata = {**runner.result_layer.metadata, "trained_weights": info}
+                self.use_button.setEnabled(target is not None)
+                self.status_label.setText(
+                    f"done: weights → {weights}; {loss_text}; {seconds:.1f} s on {describe_device(runner.device)}"
+                )
+            else:
+                show_error(f"{runner.engine.name} finished but wrote no weights file at {weights}")
+                self.status_label.setText(f"finished, but no weights file at {weights}")
+        elif status == "cancelled":
+            self._place(runner.cancelled_layer)
+            if checkpoint and Path(checkpoint).is_file():
+                kept = f"checkpoint kept at {checkpoint}: train again with 'resume' on to continue"
+            elif checkpoint:
+                kept = f"no checkpoint written yet at {checkpoint} (the engine writes one every few steps)"
+            else:
+                kept = "no checkpoint kept (set 'checkpoint' to keep one)"
+            self.status_label.setText(f"{message}; {loss_text}; {kept}")
+        else:
+            self.status_label.setText(f"failed: {message}")
+
+    def final_loss(self) -> float | None:
+        """The last loss value of the last run (the ``"loss"`` metric when there are several)."""
+        if not self.losses:
+            return None
+        steps, values = self.losses.get("loss") or next(iter(self.losses.values()))
+        return values[-1] if values else None
+
+    # ----------------------------------------------------------- hand-over
+    def use_in_reconstruct(self) -> Any:
+        """Select the inference engine and the trained weights in the Reconstruct widget (docked if needed).
+
+        Returns that widget, or ``None`` (with a message) when there is nothing to hand over.
+        """
+        from .reconstruct_widget import ReconstructWidget
+
+        runner = self.runner
+        if self.trained_weights is None or runner is None:
+            show_error("no trained weights yet: train first")
+            return None
+        target = inference_engine(runner.engine.name)
+        if target is None:
+            show_error(f"no reconstruction engine uses weights from {runner.engine.name}")
+            return None
+        found = self.viewer.window._qt_window.findChildren(ReconstructWidget)
+        widget = found[0] if found else None
+        if widget is None:
+            try:
+                _dock, widget = self.viewer.window.add_plugin_dock_widget("napari-lfrecon", "Reconstruct")
+            except Exception as exc:  # no manifest (e.g. an uninstalled checkout): say what to do instead
+                show_error(f"open Plugins → Reconstruct first ({error_message(exc)})")
+                return None
+        try:
+            widget.select_engine(target)
+            if self._input_name in self.viewer.layers:
+                widget.select_input(self._input_name)
+            widget.params_form.set_values({"weights": str(self.trained_weights)})
+        except (ValueError, KeyError) as exc:
+            show_error(f"could not set the Reconstruct widget: {error_message(exc)}")
+            return None
+        show_info(f"Reconstruct: engine {target} with weights {self.trained_weights.name}")
+        return widget
+
+
+def _device_text() -> str:
+    try:
+        return f"device: {describe_device(select_device())}"
+    except RuntimeError as exc:  # e.g. LFRECON_DEVICE=cuda on a machine without CUDA
+        return f"device: unavailable ({exc})"
