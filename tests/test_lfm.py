@@ -110,6 +110,21 @@ def test_adjointness_float64(case: tuple, budget: int) -> None:
     assert abs(lhs - rhs) <= 1e-10 * max(abs(lhs), abs(rhs))
 
 
+@pytest.mark.parametrize("budget", [2**31, 1], ids=["precomputed", "on-the-fly"])
+def test_forward_of_a_view_subset_matches_the_direct_sum(budget: int) -> None:
+    s, kh, kw, shape = CASES[3]
+    rng = np.random.default_rng(4)
+    kernels = rng.random((5, shape[0], kh, kw))
+    vol = rng.random((1, *shape))
+    op = PhaseSpaceLF(kernels, s, shape, max_spectra_bytes=budget)
+    subset = [4, 1]
+    got = op(torch.from_numpy(vol), views=subset).numpy()
+    assert got.shape == (1, 2, shape[1] // s, shape[2] // s)
+    np.testing.assert_allclose(got[0], direct_forward(kernels[subset], s, vol[0]), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="view indices"):
+        op(torch.from_numpy(vol), views=[5])
+
+
 def test_chunked_path_equals_precomputed_and_is_chunked() -> None:
     rng = np.random.default_rng(3)
     kernels = rng.random((5, 2, 9, 9)).astype(np.float32)

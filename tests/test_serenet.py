@@ -257,6 +257,26 @@ def test_training_engine_streams_and_resumes_exactly(tiny_psf: PSF, tiny_frames:
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
 
 
+def test_crops_without_an_interior_are_refused(tiny_psf: PSF, tiny_frames: np.ndarray, tmp_path) -> None:
+    # a crop no wider than twice the reach of outside light leaves no pixel to compare (the loss was NaN)
+    margin = tiny_psf.array.shape[-1] // (2 * 3)
+    params = _train_params(tmp_path, crop_lenslets=2 * margin + 1)
+    with pytest.raises(EngineInputError, match="no interior"):
+        _Trainer(Inputs(tiny_frames, tiny_psf), params, torch.device("cpu"))
+
+
+def test_closing_the_training_generator_keeps_the_checkpoint(tiny_psf: PSF, tiny_frames: np.ndarray, tmp_path):
+    # the GUI's worker layer closes the generator at Cancel: the state must reach the checkpoint anyway
+    ckpt = tmp_path / "ckpt.safetensors"
+    params = _train_params(tmp_path, steps=50, checkpoint=str(ckpt), checkpoint_every=1000)
+    run = get("serenet-train").run(Inputs(tiny_frames, tiny_psf), params, device=torch.device("cpu"))
+    for update in run:
+        if update.message.startswith("step 3/"):
+            break
+    run.close()
+    assert load_weights(ckpt, engine="serenet-train")[1]["step"] == 3
+
+
 def test_cancel_stops_within_one_step(tiny_psf: PSF, tiny_frames: np.ndarray, tmp_path) -> None:
     engine = get("serenet-train")
     params = _train_params(tmp_path, steps=50)

@@ -358,6 +358,10 @@ class SeReNetTrain(Engine):
         return inputs.psf.voxel_size if inputs.psf is not None else inputs.voxel_size
 
 
+#: Lenslets per side a training crop must keep after removing the rim that outside light reaches.
+_MIN_CROP_INTERIOR = 4
+
+
 class _Trainer:
     """State of one training run (kept out of the engine class so the engine stays stateless)."""
 
@@ -380,6 +384,12 @@ class _Trainer:
         self.crop = (crop or ny, crop or nx)
         s, depth = _supersample(psf), int(psf.array.shape[1])
         self.margin = int(psf.array.shape[-1]) // (2 * s)  # lenslets a point's light reaches
+        if crop and crop - 2 * self.margin < _MIN_CROP_INTERIOR:
+            raise EngineInputError(
+                f"crops of {crop} lenslets leave no interior to compare: light from outside a crop reaches "
+                f"{self.margin} lenslets into it with this PSF; use crop_lenslets ≥ "
+                f"{2 * self.margin + _MIN_CROP_INTERIOR} or 0 (whole frames)"
+            )
         torch.manual_seed(params.seed)
         config = SeReNetConfig(
             view_indices=self.used,
@@ -477,7 +487,7 @@ class _Trainer:
         index = torch.as_tensor(subset, device=self.device)
         self.model.train()
         volume = self.model(stack) * scale[:, None, None, None]
-        projected = self.operator(volume)[:, index]  # (1, a, cy, cx)
+        projected = self.operator(volume, views=index)  # (1, a, cy, cx): only the compared views
         target = measured[:, index]
         rate, data = projected[..., mask], target[..., mask]
         if p.loss == "nll-mpg":

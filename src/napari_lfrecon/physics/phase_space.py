@@ -27,6 +27,8 @@ they are computed on the fly for chunks of angles at each call.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -183,8 +185,15 @@ class PhaseSpaceLF(nn.Module):
         return x, unbatched
 
     # ------------------------------------------------------------ operator
-    def forward(self, vol: torch.Tensor) -> torch.Tensor:
-        """Views ``(B, A, Y/s, X/s)`` of a volume ``(B, D, Y, X)``."""
+    def forward(self, vol: torch.Tensor, views: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+        """Views ``(B, A, Y/s, X/s)`` of a volume ``(B, D, Y, X)``.
+
+        ``views`` (indices into the PSF's angle axis) computes only those views,
+        ``(B, len(views), Y/s, X/s)``, at a cost proportional to their number:
+        self-supervised training compares a random subset each step.
+        """
+        if views is not None:
+            return self._forward_subset(vol, views)
         vol, unbatched = self._check(vol, self.volume_shape, "the volume")
         batch, depth = vol.shape[0], self.volume_shape[0]
         s = self.supersample
@@ -205,6 +214,34 @@ class PhaseSpaceLF(nn.Module):
             rows = torch.fft.irfft2(folded, s=(qy, px))  # every s-th row; x still at full resolution
             outputs.append(rows[..., :ny, : s * nx : s])
         out = torch.cat(outputs, dim=1)
+        return out[0] if unbatched else out
+
+    def _volume_spectrum(self, vol: torch.Tensor) -> torch.Tensor:
+        """Each depth's spectrum, frequency-first, with (alias l, depth) as the contracted axis."""
+        batch, depth = vol.shape[0], self.volume_shape[0]
+        s = self.supersample
+        py, px = self.fft_shape
+        qy = self.coarse_shape[0]
+        vol_spec = torch.fft.rfft2(vol, s=(py, px)).reshape(batch, depth, s, qy, px // 2 + 1)
+        return vol_spec.permute(3, 4, 0, 2, 1).reshape(qy * (px // 2 + 1), batch, s * depth).contiguous()
+
+    def _forward_subset(self, vol: torch.Tensor, views: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        vol, unbatched = self._check(vol, self.volume_shape, "the volume")
+        index = torch.as_tensor(views, dtype=torch.long, device=self.psf.device).reshape(-1)
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.n_views):
+            raise ValueError(f"view indices must lie in [0, {self.n_views - 1}], got {index.tolist()}")
+        s = self.supersample
+        px = self.fft_shape[1]
+        qy = self.coarse_shape[0]
+        ny, nx = self.lenslets
+        spectra = self._all_spectra(vol.device, vol.dtype)
+        if spectra is not None:
+            kernels = spectra.index_select(-1, index.to(spectra.device))
+        else:
+            kernels = self._kernel_spectra(index, vol.device, vol.dtype)  # type: ignore[arg-type]
+        folded = torch.matmul(self._volume_spectrum(vol), kernels) / s  # (Qy·Pxh, B, a)
+        folded = folded.reshape(qy, px // 2 + 1, vol.shape[0], -1).permute(2, 3, 0, 1)
+        out = torch.fft.irfft2(folded, s=(qy, px))[..., :ny, : s * nx : s]
         return out[0] if unbatched else out
 
     def adjoint(self, views: torch.Tensor) -> torch.Tensor:
