@@ -49,7 +49,7 @@ def _timed(fn):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=str(shipped_weights_path()))
-    parser.add_argument("--psf", default="", help="LFM PSF file the weights were trained for (default: the LFM sample's)")
+    parser.add_argument("--psf", default="", help="LFM PSF file of the weights (default: the LFM sample's)")
     parser.add_argument("--families", nargs="+", default=["filaments", "beads"])
     parser.add_argument("--n", type=int, default=2, help="test frames per family")
     parser.add_argument("--lenslets", type=int, default=32)

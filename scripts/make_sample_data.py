@@ -137,7 +137,47 @@ LFM_OPTICS = dict(
 LFM_Z_PLANES = list(np.arange(-20.0, 21.0, 2.0))
 LFM_LENSLETS = 32
 
-MAKERS = {"widefield": make_widefield, "xlfm": make_xlfm, "lfm": make_lfm}
+#: Anisotropic sample: an isotropic phantom (the ground truth) blurred along z (Gaussian, FWHM = the factor)
+#: and average-pooled by the factor (niiv's model, ``AxialDegradation``), plus Gaussian noise.
+ANISO_SHAPE = (128, 128, 128)
+ANISO_VOXEL_UM = 0.2
+ANISO_FACTOR = 8
+ANISO_NOISE = 0.01
+
+
+def make_anisotropic():
+    from napari_lfrecon.bench.tasks import axial_kernel, make_phantom
+    from napari_lfrecon.physics.axial import AxialDegradation
+
+    v, factor = ANISO_VOXEL_UM, ANISO_FACTOR
+    truth = make_phantom("bubtub", ANISO_SHAPE, (v, v, v), SEED)
+    degrade = AxialDegradation(factor, axis=-3, kernel=axial_kernel(factor))
+    with torch.no_grad():
+        low = degrade(torch.as_tensor(truth, dtype=torch.float64)[None])[0].numpy()
+    noisy = (low + np.random.default_rng(SEED).normal(0.0, ANISO_NOISE, low.shape)).astype(np.float32)
+    data_scale = (v * factor, v, v)
+    write_tiff(OUT / "anisotropic.tif", noisy, voxel_size=data_scale, metadata={"sample": "anisotropic"})
+    # the ground truth as uint16 (4 MB instead of 8): value = code · scale, quantisation step 1/65535 of the max
+    scale = float(truth.max()) / 65535.0
+    codes = np.round(truth / scale).astype(np.uint16)
+    write_tiff(OUT / "anisotropic_ground_truth.tif", codes, voxel_size=(v, v, v))
+    info = {
+        "family": "bubtub",
+        "anisotropy": factor,
+        "axial_blur": f"Gaussian, FWHM {factor} ground-truth voxels, then average-pooled by {factor}",
+        "noise_sigma": ANISO_NOISE,
+        "voxel_size": [v, v, v],
+        "data_scale": list(data_scale),
+        "ground_truth_scale": scale,
+        "niiv_weights": "niiv_anisotropic.safetensors",
+        "seed": SEED,
+        "command": "python scripts/make_sample_data.py --only anisotropic",
+    }
+    (OUT / "anisotropic.json").write_text(json.dumps(info, indent=2))
+    print(f"anisotropic: measurement {noisy.shape} at {data_scale} µm, ground truth {truth.shape}")
+
+
+MAKERS = {"widefield": make_widefield, "xlfm": make_xlfm, "lfm": make_lfm, "anisotropic": make_anisotropic}
 
 
 def main():

@@ -331,3 +331,23 @@ def test_sync_mode_runs_the_same_stream_without_a_thread(make_napari_viewer, mon
     runner = widget.run()
     assert runner.worker is None and runner.status == "done"
     assert [lay.name for lay in viewer.layers] == ["beads", "beads [rl]"]
+
+
+def test_anisotropic_sample_preselects_niiv_and_the_result_has_the_exact_voxel_size(make_napari_viewer, errors):
+    from napari_lfrecon.gui._sample_data import sample_layers
+
+    viewer = make_napari_viewer()
+    widget = ReconstructWidget(viewer, sync=True)
+    for data, kwargs, _kind in sample_layers("anisotropic"):
+        viewer.add_image(data, **kwargs)
+    widget.select_input("anisotropic")
+    assert widget.engine_name == "niiv", "the sample's engine hint selects niiv"
+    assert not widget.psf_combo.isEnabled(), "niiv needs no PSF"
+    # a non-default z sampling: the result's scale must follow what the engine resolved during the run
+    widget.params_form.set_values({"z_scale": 0.25, "passes": "xz"})
+    runner = widget.run()
+    assert runner is not None and runner.status == "done", widget.status_label.text()
+    dz, dy, dx = viewer.layers["anisotropic"].scale
+    assert runner.result_layer.data.shape == (32, 128, 128)
+    np.testing.assert_allclose(runner.result_layer.scale, (dz / 8 / 0.25, dy, dx))
+    assert errors == []

@@ -40,8 +40,15 @@ def test_manifest_validates_and_names_the_distribution():
     pm = manifest()
     assert pm.name == "napari-lfrecon"
     contributions = pm.contributions
-    assert [w.display_name for w in contributions.widgets] == ["Reconstruct", "Metrics", "PSF editor", "Calibrate", "Train"]
-    assert {s.key for s in contributions.sample_data} == {"widefield", "lfm", "xlfm"}
+    assert [w.display_name for w in contributions.widgets] == [
+        "Reconstruct",
+        "Metrics",
+        "PSF editor",
+        "Calibrate",
+        "Train",
+        "niiv zoom",
+    ]
+    assert {s.key for s in contributions.sample_data} == {"widefield", "lfm", "xlfm", "anisotropic"}
     patterns = set(contributions.readers[0].filename_patterns)
     assert {"*.tif", "*.tiff", "*.zarr", "*.psf.safetensors"} <= patterns
     writer = contributions.writers[0]

@@ -18,6 +18,12 @@ def test_sample_reconstructs_on_the_ground_truth_grid(name):
     sample = nl.load_sample(name)
     assert {"data", "psf", "voxel_size", "ground_truth", "data_scale"} <= set(sample)
     assert len(sample["data_scale"]) == sample["data"].ndim
+    if sample["psf"] is None:  # the anisotropic sample: niiv with its shipped weights
+        volume = nl.reconstruct("niiv", sample["data"], voxel_size=sample["data_scale"])
+        assert volume.data.shape == sample["ground_truth"].shape
+        assert volume.voxel_size == pytest.approx(sample["voxel_size"])
+        assert _correlation(volume.data, sample["ground_truth"]) > 0.9  # measured 0.952; cubic 0.772
+        return
     first = nl.reconstruct("rl", sample["data"], sample["psf"], iterations=1)
     later = nl.reconstruct("rl", sample["data"], sample["psf"], iterations=8)
     assert later.data.shape == sample["ground_truth"].shape

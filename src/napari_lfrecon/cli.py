@@ -47,10 +47,19 @@ def _add_engine_flags(parser: argparse.ArgumentParser, engine_name: str) -> list
         flag = "--" + spec["name"].replace("_", "-")
         names.append(spec["name"])
         if spec["type"] is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=spec["default"], help=spec["help"])
+            group.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=spec["default"],
+                help=spec["help"].replace("%", "%%"),
+            )
         else:
             group.add_argument(
-                flag, type=spec["type"], default=spec["default"], choices=spec["choices"], help=spec["help"]
+                flag,
+                type=spec["type"],
+                default=spec["default"],
+                choices=spec["choices"],
+                help=spec["help"].replace("%", "%%"),
             )
     return names
 
@@ -268,8 +277,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         out = out.with_suffix(".tif")
     out.parent.mkdir(parents=True, exist_ok=True)
     written = [write_tiff(out, sample["data"], voxel_size=sample["data_scale"], metadata={"sample": args.name})]
-    psf_path = out.with_name(out.stem + PSF_FILE_SUFFIX)
-    written.append(sample["psf"].save(psf_path))
+    if sample["psf"] is not None:  # the anisotropic sample has none (niiv learns from the stack itself)
+        written.append(sample["psf"].save(out.with_name(out.stem + PSF_FILE_SUFFIX)))
     if "ground_truth" in sample:
         written.append(
             write_tiff(
@@ -329,32 +338,105 @@ def cmd_psf(args: argparse.Namespace) -> int:
 _TRAIN_OWN_FLAGS = ("output",)
 
 
-def _add_train_parser(sub: Any) -> None:
-    """``lfrecon train serenet INPUT… --psf PSF --out WEIGHTS``: flags from the training engine's Params."""
-    train = sub.add_parser("train", help="train a network engine (self-supervised SeReNet) on raw frames")
-    train.add_argument("engine", choices=("serenet",), help="the engine to train")
-    train.add_argument("inputs", nargs="*", metavar="INPUT", help="raw light-field TIFFs (Y, X) or (N, Y, X)")
-    train.add_argument("--psf", required=True, help="the LFM PSF file (.psf.safetensors) of these frames")
-    train.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    train.add_argument("--simulate", type=int, default=0, metavar="N", help="train on N simulated phantom frames")
-    train.add_argument("--simulate-lenslets", type=int, default=32, help="lenslets per side of simulated frames")
-    train.add_argument("--simulate-family", default="bubtub", choices=("bubtub", "filaments", "beads"))
-    train.add_argument("--simulate-seed", type=int, default=1, help="seed of the simulated frames")
-    group = train.add_argument_group("serenet-train parameters")
-    for spec in param_specs(engines.get("serenet-train").Params):
+def _add_trainer_flags(parser: argparse.ArgumentParser, trainer: str) -> None:
+    """One flag per field of the training engine's Params (except those ``lfrecon train`` sets itself)."""
+    group = parser.add_argument_group(f"{trainer} parameters")
+    for spec in param_specs(engines.get(trainer).Params):
         if spec["name"] in _TRAIN_OWN_FLAGS:
             continue
         flag = "--" + spec["name"].replace("_", "-")
         if spec["type"] is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=spec["default"], help=spec["help"])
+            group.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=spec["default"],
+                help=spec["help"].replace("%", "%%"),
+            )
         else:
             kind, default, choices = spec["type"], spec["default"], spec["choices"]
-            group.add_argument(flag, type=kind, default=default, choices=choices, help=spec["help"])
+            group.add_argument(flag, type=kind, default=default, choices=choices, help=spec["help"].replace("%", "%%"))
+
+
+def _add_train_parser(sub: Any) -> None:
+    """``lfrecon train serenet INPUT… --psf PSF --out WEIGHTS`` / ``lfrecon train niiv STACK --out WEIGHTS``."""
+    train = sub.add_parser("train", help="train a network engine (self-supervised SeReNet or niiv)")
+    which = train.add_subparsers(dest="engine", required=True, metavar="ENGINE")
+    serenet = which.add_parser("serenet", help="SeReNet on raw light-field frames and their PSF")
+    serenet.add_argument("inputs", nargs="*", metavar="INPUT", help="raw light-field TIFFs (Y, X) or (N, Y, X)")
+    serenet.add_argument("--psf", required=True, help="the LFM PSF file (.psf.safetensors) of these frames")
+    serenet.add_argument("--out", required=True, help="weights file to write (.safetensors)")
+    serenet.add_argument("--simulate", type=int, default=0, metavar="N", help="train on N simulated phantom frames")
+    serenet.add_argument("--simulate-lenslets", type=int, default=32, help="lenslets per side of simulated frames")
+    serenet.add_argument("--simulate-family", default="bubtub", choices=("bubtub", "filaments", "beads"))
+    serenet.add_argument("--simulate-seed", type=int, default=1, help="seed of the simulated frames")
+    _add_trainer_flags(serenet, "serenet-train")
+    niiv = which.add_parser("niiv", help="niiv on an anisotropic stack's own lateral slices (z first, coarse)")
+    niiv.add_argument("inputs", nargs="+", metavar="STACK", help="anisotropic stacks (Z, Y, X), TIFF or zarr")
+    niiv.add_argument("--out", required=True, help="weights file to write (.safetensors)")
+    niiv.add_argument("--voxel-size", nargs=3, type=float, metavar=("DZ", "DY", "DX"), help="µm; overrides the file's")
+    _add_trainer_flags(niiv, "niiv-train")
+
+
+def _training_command(args: argparse.Namespace, names: list[str], values: dict[str, Any], head: list[str]) -> str:
+    """The ``lfrecon train …`` command line that reproduces this run (recorded in the weights header)."""
+    command = list(head)
+    for name in names:
+        value = values[name]
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            command.append(flag if value else "--no-" + flag[2:])
+        elif value != "":
+            command += [flag, str(value)]
+    return " ".join(command)
+
+
+def _run_training(engine: Any, inputs: Any, params: Any, device: str | None) -> int:
+    from .device import select_device
+
+    bar = ProgressBar()
+    for update in engine.run(inputs, params, device=select_device(device), should_stop=lambda: False):
+        if update.kind == "progress":
+            bar(update.fraction, update.message)
+        elif update.kind == "metric" and update.data[0] == "loss":
+            bar(update.fraction, update.message)
+        elif update.kind == "result":
+            print(update.message)
+    return 0
+
+
+def cmd_train_niiv(args: argparse.Namespace) -> int:
+    """``lfrecon train niiv STACK… --anisotropy AF --out WEIGHTS``: self-supervised on the stacks' xy slices."""
+    from .engines.base import Inputs, make_params
+
+    stacks, voxel = [], _voxel(args.voxel_size)
+    for path in args.inputs:
+        image = _read_image(Path(path))
+        stacks.append(np.asarray(image.data, dtype=np.float32))
+        if voxel is None and image.voxel_size is not None and len(image.voxel_size) == 3:
+            voxel = tuple(float(v) for v in image.voxel_size)
+    shapes = {s.shape for s in stacks}
+    if len(shapes) > 1:
+        raise EngineInputError(f"niiv trains on stacks of one shape; got {sorted(shapes)} (train on one at a time)")
+    engine = engines.get("niiv-train")
+    names = [s["name"] for s in param_specs(engine.Params) if s["name"] not in _TRAIN_OWN_FLAGS]
+    values = {name: getattr(args, name) for name in names}
+    params = make_params(engine.Params, dict(values, output=str(args.out)))
+    head = ["lfrecon", "train", "niiv", *args.inputs, "--out", str(args.out)]
+    if args.voxel_size:
+        head += ["--voxel-size", *(str(v) for v in args.voxel_size)]
+    data = stacks[0] if len(stacks) == 1 else np.stack(stacks)
+    described = ", ".join(f"{Path(p).name} {list(s.shape)}" for p, s in zip(args.inputs, stacks, strict=True))
+    extra = {"command": _training_command(args, names, values, head), "data_description": described}
+    inputs = Inputs(data=data, psf=None, voxel_size=voxel, extra=extra)  # type: ignore[arg-type]
+    return _run_training(engine, inputs, params, args.device)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``lfrecon train serenet``: train on the INPUT frames and/or simulated ones; write the weights."""
     from .engines.base import Inputs, make_params
+
+    if args.engine == "niiv":
+        return cmd_train_niiv(args)
     from .psf.model import PSF
 
     psf = PSF.load(args.psf)
@@ -383,29 +465,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     names = [s["name"] for s in param_specs(engine.Params) if s["name"] not in _TRAIN_OWN_FLAGS]
     values = {name: getattr(args, name) for name in names}
     params = make_params(engine.Params, dict(values, output=str(args.out)))
-    command = ["lfrecon", "train", args.engine, *args.inputs, "--psf", str(args.psf), "--out", str(args.out)]
+    head = ["lfrecon", "train", args.engine, *args.inputs, "--psf", str(args.psf), "--out", str(args.out)]
     if args.simulate:
-        command += ["--simulate", str(args.simulate), "--simulate-lenslets", str(args.simulate_lenslets)]
-        command += ["--simulate-family", args.simulate_family, "--simulate-seed", str(args.simulate_seed)]
-    for name in names:
-        value = values[name]
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            command.append(flag if value else "--no-" + flag[2:])
-        elif value != "":
-            command += [flag, str(value)]
-    inputs = Inputs(data=data, psf=psf, extra={"command": " ".join(command), "data_description": "; ".join(described)})
-    from .device import select_device
-
-    bar = ProgressBar()
-    for update in engine.run(inputs, params, device=select_device(args.device), should_stop=lambda: False):
-        if update.kind == "progress":
-            bar(update.fraction, update.message)
-        elif update.kind == "metric" and update.data[0] == "loss":
-            bar(update.fraction, update.message)
-        elif update.kind == "result":
-            print(update.message)
-    return 0
+        head += ["--simulate", str(args.simulate), "--simulate-lenslets", str(args.simulate_lenslets)]
+        head += ["--simulate-family", args.simulate_family, "--simulate-seed", str(args.simulate_seed)]
+    command = _training_command(args, names, values, head)
+    inputs = Inputs(data=data, psf=psf, extra={"command": command, "data_description": "; ".join(described)})
+    return _run_training(engine, inputs, params, args.device)
 
 
 def build_parser(engine_name: str | None = None) -> tuple[argparse.ArgumentParser, list[str]]:

@@ -22,6 +22,7 @@ def _load_builtins() -> None:
         _BUILTINS_LOADED = True
         from . import (
             bead_fit,  # noqa: F401  (registers bead-fit)
+            niiv,  # noqa: F401  (registers niiv and niiv-train)
             rl,  # noqa: F401  (registers itself)
             serenet,  # noqa: F401  (registers serenet and serenet-train)
         )

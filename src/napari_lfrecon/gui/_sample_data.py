@@ -16,7 +16,7 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def sample_layers(name: str) -> list[LayerData]:
-    """The layers of shipped sample ``name`` (``"widefield"``, ``"lfm"`` or ``"xlfm"``)."""
+    """The layers of shipped sample ``name`` (``"widefield"``, ``"lfm"``, ``"xlfm"`` or ``"anisotropic"``)."""
     from ..samples import load_sample
 
     sample = load_sample(name)
@@ -25,10 +25,15 @@ def sample_layers(name: str) -> list[LayerData]:
     if scale is not None and len(scale) != data.ndim:
         # A sampling that does not match the array would misplace the layer: say so, do not guess.
         raise ValueError(f"sample {name!r}: data_scale {scale} does not match data of shape {data.shape}")
-    measurement_kwargs: dict[str, Any] = {
-        "name": name,
-        "metadata": {"psf": sample["psf"], "sample": name, "description": sample.get("description", "")},
-    }
+    metadata: dict[str, Any] = {"psf": sample["psf"], "sample": name, "description": sample.get("description", "")}
+    if "niiv_weights" in sample:
+        # the niiv engine and the zoom layer pick these up: the stack opens with its trained field attached
+        metadata["niiv_weights"] = sample["niiv_weights"]
+        metadata["anisotropy"] = sample["anisotropy"]
+        # the Reconstruct widget preselects niiv with these weights for this layer
+        params = {"weights": sample["niiv_weights"], "anisotropy": sample["anisotropy"]}
+        metadata["engine_hint"] = {"engine": "niiv", "params": params}
+    measurement_kwargs: dict[str, Any] = {"name": name, "metadata": metadata}
     if scale is not None:
         measurement_kwargs["scale"] = scale
     layers: list[LayerData] = [(data, measurement_kwargs, "image")]
@@ -43,7 +48,7 @@ def sample_layers(name: str) -> list[LayerData]:
             (0.0,) * data.ndim,
             truth.shape,
             voxel,
-            psf.z_planes_um if psf.z_planes_um.size else None,
+            psf.z_planes_um if psf is not None and psf.z_planes_um.size else None,
         )
         layers.append(
             (
@@ -74,3 +79,8 @@ def make_lfm_sample() -> list[LayerData]:
 def make_xlfm_sample() -> list[LayerData]:
     """XLFM: zebrafish-like (simulated): a raw XLFM frame with its XLFM PSF."""
     return sample_layers("xlfm")
+
+
+def make_anisotropic_sample() -> list[LayerData]:
+    """Anisotropic stack (simulated): z 8× coarser than x and y, with niiv weights trained on it attached."""
+    return sample_layers("anisotropic")

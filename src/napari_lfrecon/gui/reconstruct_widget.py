@@ -64,6 +64,8 @@ if TYPE_CHECKING:  # pragma: no cover
 PSF_FROM_FILE = "__file__"
 #: Progress bar resolution (Qt progress bars are integer).
 _PROGRESS_STEPS = 1000
+#: The engine selected when the widget opens.
+DEFAULT_ENGINE = "rl"
 #: Item data of the two entries of the frames combo.
 FRAMES_CURRENT = "current"
 FRAMES_ALL = "all"
@@ -92,6 +94,8 @@ class ReconstructWidget(QWidget):
             engine = engines.get(name)
             self.engine_combo.addItem(f"{name} — {engine.title}" if engine.title else name, name)
         self.engine_combo.setToolTip("the reconstruction engine")
+        # Richardson–Lucy is the default: it needs no weights and works for every modality.
+        self.engine_combo.setCurrentIndex(max(self.engine_combo.findData(DEFAULT_ENGINE), 0))
         self.psf_combo = QComboBox()
         self.psf_combo.setToolTip("a layer carrying a PSF object (samples and PSF files do), or a file")
         self.psf_path = QLineEdit()

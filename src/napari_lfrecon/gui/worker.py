@@ -321,6 +321,10 @@ class EngineRunner:
 
     def _show_result(self, volume: np.ndarray, message: str) -> None:
         self.seconds = time.perf_counter() - self._started
+        # Some engines know their exact output sampling only after the run (niiv: the anisotropy it resolved).
+        exact = self.engine.output_voxel_size(self.inputs)
+        if exact is not None:
+            self.output_voxel_size = tuple(float(v) for v in exact)
         self._remove_preview()
         self.result_layer = self.viewer.add_image(
             volume,
