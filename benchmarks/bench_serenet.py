@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-    python benchmarks/bench_serenet.py [--weights W] [--psf PSF] [--lenslets 32] [--families filaments beads]
-                                       [--n 2] [--threads 2]
+    python benchmarks/bench_serenet.py [--weights W [W ...]] [--psf PSF] [--lenslets 32]
+                                       [--families filaments beads] [--n 2] [--threads 2]
 
 Test frames are simulated through the PSF the weights were trained for (by
 default the shipped LFM sample's PSF and weights), from phantom families NOT
@@ -12,7 +12,11 @@ noise model (Poisson, 1 e⁻ background, 1.5 e⁻ read noise), seeds disjoint fr
 training. Both methods get the same background; their volumes are divided by
 the simulation's photon scale (no fitted gain) and compared with the phantom
 (maximum 1) by PSNR and SSIM with data range 1. Times are wall-clock seconds of
-``napari_lfrecon.reconstruct`` (one warm-up run first), median over frames.
+``napari_lfrecon.reconstruct`` (one warm-up run first), median over frames;
+SeReNet caches per PSF object what it derives from the PSF (the psfshift
+displacements), RL recomputes its kernel spectra on every call, so SeReNet's
+"first frame" time (a fresh PSF object, cache empty) is reported too.
+Several weights files (same optics) are compared in one run.
 Results go to ``benchmarks/results/serenet.json`` and are printed as a table.
 """
 
@@ -48,7 +52,7 @@ def _timed(fn):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", default=str(shipped_weights_path()))
+    parser.add_argument("--weights", nargs="+", default=[str(shipped_weights_path())])
     parser.add_argument("--psf", default="", help="LFM PSF file of the weights (default: the LFM sample's)")
     parser.add_argument("--families", nargs="+", default=["filaments", "beads"])
     parser.add_argument("--n", type=int, default=2, help="test frames per family")
@@ -74,16 +78,25 @@ def main() -> None:
         )
         for i in range(args.n):
             truth, scale = volumes[i], scales[i]
-            if not rows:  # warm-up: first-call costs (kernel spectra, thread pools) are not the method's
-                reconstruct("serenet", views[i], psf, weights=args.weights, background=BACKGROUND_E)
+            if not rows:  # warm-up: first-call costs (thread pools, allocator) are not the method's
+                for w in args.weights:
+                    reconstruct("serenet", views[i], psf, weights=w, background=BACKGROUND_E)
                 reconstruct("rl", views[i], psf, iterations=1, background=BACKGROUND_E)
-            sn, t_sn = _timed(
-                lambda v=views[i]: reconstruct("serenet", v, psf, weights=args.weights, background=BACKGROUND_E)
-            )
+            results = []
+            for w in args.weights:
+                fresh = PSF(psf.array, "lfm", psf.voxel_size, psf.optics, z_planes_um=psf.z_planes_um)
+                _, t_cold = _timed(
+                    lambda v=views[i], p=fresh, w=w: reconstruct("serenet", v, p, weights=w, background=BACKGROUND_E)
+                )
+                sn, t_sn = _timed(
+                    lambda v=views[i], w=w: reconstruct("serenet", v, psf, weights=w, background=BACKGROUND_E)
+                )
+                results.append((f"serenet:{Path(w).stem}", sn.data, t_sn, t_cold))
             rl, t_rl = _timed(
                 lambda v=views[i]: reconstruct("rl", v, psf, iterations=args.rl_iterations, background=BACKGROUND_E)
             )
-            for method, volume, seconds in (("serenet", sn.data, t_sn), (f"rl-{args.rl_iterations}", rl.data, t_rl)):
+            results.append((f"rl-{args.rl_iterations}", rl.data, t_rl, t_rl))
+            for method, volume, seconds, first_seconds in results:
                 estimate = volume / scale
                 rows.append(
                     {
@@ -93,6 +106,7 @@ def main() -> None:
                         "psnr_db": round(psnr(estimate, truth, data_range=1.0), 3),
                         "ssim": round(ssim(estimate, truth, data_range=1.0), 4),
                         "seconds": round(seconds, 3),
+                        "first_frame_seconds": round(first_seconds, 3),
                     }
                 )
                 print(rows[-1], flush=True)
@@ -103,6 +117,7 @@ def main() -> None:
             "psnr_db_mean": round(float(np.mean([r["psnr_db"] for r in mine])), 2),
             "ssim_mean": round(float(np.mean([r["ssim"] for r in mine])), 4),
             "seconds_median": round(float(np.median([r["seconds"] for r in mine])), 3),
+            "first_frame_seconds_median": round(float(np.median([r["first_frame_seconds"] for r in mine])), 3),
         }
     result = {
         "weights": args.weights,

@@ -13,15 +13,17 @@ from scipy.special import logsumexp
 from napari_lfrecon import reconstruct
 from napari_lfrecon.engines import get
 from napari_lfrecon.engines.base import EngineInputError, Inputs, make_params
-from napari_lfrecon.engines.serenet import _Trainer, network_input, predict_volume
+from napari_lfrecon.engines.serenet import _Trainer, network_input, predict_volume, psf_view_shifts
 from napari_lfrecon.engines.serenet_data import estimate_view_shifts, registration_corrections
 from napari_lfrecon.engines.serenet_loss import log_factorial_stirling, nll_mpg
 from napari_lfrecon.engines.serenet_model import (
     Conv3x3x3,
     SeReNetConfig,
     SeReNetNet,
+    ViewMix,
     psf_centres_of_mass,
     refocus,
+    upsample_planes,
     view_shifts_lenslets,
 )
 from napari_lfrecon.engines.serenet_weights import load_model, save_model
@@ -141,6 +143,18 @@ def test_refocus_aligns_views_of_a_point_at_its_depth(tiny_psf: PSF) -> None:
         assert np.abs(refocused).max() < 0.4 * np.abs(raw).max(), refocused
 
 
+def test_view_shifts_are_cached_per_psf_array(tiny_psf: PSF) -> None:
+    optics, planes = dict(tiny_psf.optics), tiny_psf.z_planes_um
+    psf = PSF(tiny_psf.array.copy(), "lfm", tiny_psf.voxel_size, optics, z_planes_um=planes)
+    first = psf_view_shifts(psf)
+    np.testing.assert_array_equal(first, view_shifts_lenslets(psf.array, 3))
+    assert psf_view_shifts(psf) is first
+    psf.array = np.roll(psf.array, 1, axis=-1)  # a new array: the cache must not answer for it
+    moved = psf_view_shifts(psf)
+    np.testing.assert_array_equal(moved, view_shifts_lenslets(psf.array, 3))
+    assert np.abs(moved - first).max() > 0.1
+
+
 def test_fast_conv_equals_conv3d() -> None:
     torch.manual_seed(0)
     fast = Conv3x3x3(3, 2)
@@ -148,6 +162,41 @@ def test_fast_conv_equals_conv3d() -> None:
     ref.load_state_dict(fast.state_dict())
     x = torch.randn(2, 3, 4, 7, 6, dtype=torch.float32)
     torch.testing.assert_close(fast(x), ref(x), atol=1e-5, rtol=1e-5)
+
+
+def test_view_mix_equals_a_1x1x1_conv3d() -> None:
+    torch.manual_seed(0)
+    mix = ViewMix(5, 3)
+    ref = torch.nn.Conv3d(5, 3, 1)
+    ref.weight.data = mix.weight.data[:, :, None, None, None].clone()
+    ref.bias.data = mix.bias.data.clone()
+    x = torch.randn(2, 5, 3, 6, 7)
+    torch.testing.assert_close(mix(x), ref(x), atol=1e-5, rtol=1e-5)
+
+
+def test_plane_upsampling_equals_trilinear_with_depth_kept() -> None:
+    x = torch.randn(2, 3, 4, 7, 6, dtype=torch.float64)
+    for size in ((12, 10), (21, 18), (7, 6)):
+        ref = torch.nn.functional.interpolate(x, size=(4, *size), mode="trilinear", align_corners=False)
+        torch.testing.assert_close(upsample_planes(x, size), ref, atol=1e-12, rtol=1e-12)
+
+
+def test_view_mix_config_builds_a_cheaper_first_layer_and_old_configs_still_load(tiny_psf: PSF) -> None:
+    plain = _small_config(tiny_psf, trunk=[8, 4])
+    mixed = _small_config(tiny_psf, trunk=[8, 4], view_mix=3)
+    a, b = SeReNetNet(plain), SeReNetNet(mixed)
+    n_views = plain.n_views
+    # the published first layer has views·8·27 weights; mixing first: views·3 + 3·8·27
+    first = sum(p.numel() for p in a.trunk[0].parameters())
+    first_mixed = sum(p.numel() for p in b.trunk[0].parameters()) + sum(p.numel() for p in b.trunk[1].parameters())
+    assert first == n_views * 8 * 27 + 8 and first_mixed == n_views * 3 + 3 + 3 * 8 * 27 + 8
+    stack = torch.rand(1, n_views, 3, 10, 9)
+    assert b(stack).shape == a(stack).shape == (1, 3, 30, 27)
+    old = plain.to_dict()
+    del old["view_mix"]  # weights written before view mixing existed
+    assert SeReNetConfig.from_dict(old).view_mix == 0
+    with pytest.raises(ValueError, match="view_mix"):
+        _small_config(tiny_psf, view_mix=-1)
 
 
 def test_network_shapes_follow_the_optics(tiny_psf: PSF) -> None:
@@ -233,6 +282,14 @@ def _train_params(tmp_path, **kw):
 def test_loss_decreases_on_a_tiny_problem(tiny_psf: PSF, tiny_frames: np.ndarray, tmp_path) -> None:
     params = _train_params(tmp_path, steps=10, view_dropout=0.0, lr=5e-3)
     trainer = _Trainer(Inputs(tiny_frames, tiny_psf), params, torch.device("cpu"))
+    losses = [trainer.train_step() for _ in range(params.steps)]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+def test_training_with_view_mixing_reduces_the_loss(tiny_psf: PSF, tiny_frames: np.ndarray, tmp_path) -> None:
+    params = _train_params(tmp_path, steps=10, view_dropout=0.0, lr=5e-3, view_mix=4)
+    trainer = _Trainer(Inputs(tiny_frames, tiny_psf), params, torch.device("cpu"))
+    assert isinstance(trainer.model.trunk[0], ViewMix)
     losses = [trainer.train_step() for _ in range(params.steps)]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
 

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 import numpy as np
 import torch
@@ -67,6 +68,20 @@ def _check_lfm_psf(psf: PSF | None, what: str) -> PSF:
 
 def _supersample(psf: PSF) -> int:
     return int(psf.optics.get("supersample", 1))
+
+
+#: Per-PSF view shifts (the centres of mass of hundreds of MB of kernels take ~0.1 s to compute).
+_SHIFTS_CACHE: WeakKeyDictionary[PSF, tuple[int, np.ndarray]] = WeakKeyDictionary()
+
+
+def psf_view_shifts(psf: PSF) -> np.ndarray:
+    """``(A, D, 2)`` psfshift displacements of every PSF view, in lenslets (cached per PSF object and array)."""
+    cached = _SHIFTS_CACHE.get(psf)
+    if cached is not None and cached[0] == id(psf.array):
+        return cached[1]
+    shifts = view_shifts_lenslets(psf.array, _supersample(psf))
+    _SHIFTS_CACHE[psf] = (id(psf.array), shifts)
+    return shifts
 
 
 def flux_factor(psf: PSF, n_views_with_light: int) -> float:
@@ -260,7 +275,7 @@ class SeReNet(Engine):
         available = None
         if present is not None:
             available = torch.as_tensor([i in set(present) for i in used], device=device)
-        shifts = torch.as_tensor(view_shifts_lenslets(psf.array[used], _supersample(psf)), device=device)
+        shifts = torch.as_tensor(psf_view_shifts(psf)[used], device=device)
         with torch.no_grad():
             scale = frame_scale(v if available is None else v[:, available])
             stack = network_input(v, shifts, scale, available)
@@ -319,6 +334,14 @@ class SeReNetTrainParams:
         default=24, metadata=param("train on random crops of this many lenslets (0 = whole frames)", min=0)
     )
     width: float = field(default=1.0, metadata=param("network width relative to the published one", min=0.1, max=4.0))
+    view_mix: int = field(
+        default=0,
+        metadata=param(
+            "mix the views into this many channels (1×1×1) before the first 3×3×3 layer (0 = published design)",
+            min=0,
+            max=4096,
+        ),
+    )
     view_dropout: float = field(
         default=0.1,
         metadata=param("chance of hiding each input view per step (robustness to missing views)", min=0.0, max=0.9),
@@ -397,10 +420,11 @@ class _Trainer:
             supersample=s,
             width=params.width,
             flux_factor=flux_factor(psf, len(self.used)),
+            view_mix=params.view_mix,
         )
         self.model = SeReNetNet(config).to(device)
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=params.lr)
-        self.shifts = torch.as_tensor(view_shifts_lenslets(psf.array[self.used], s), device=device)
+        self.shifts = torch.as_tensor(psf_view_shifts(psf)[self.used], device=device)
         self.operator = PhaseSpaceLF(psf.array[self.used], s, (depth, s * self.crop[0], s * self.crop[1])).to(device)
         self.step = 0
         self.seconds_before = 0.0
@@ -433,7 +457,7 @@ class _Trainer:
         from ..io.weights import load_weights
 
         tensors, header = load_weights(path, engine="serenet-train")
-        if header["config"] != self.model.config.to_dict():
+        if SeReNetConfig.from_dict(header["config"]).to_dict() != self.model.config.to_dict():
             raise EngineInputError(
                 f"the checkpoint {path} is for another network ({header['config']}); "
                 f"this run builds {self.model.config.to_dict()}: delete it or choose another checkpoint path"

@@ -49,16 +49,17 @@ def shipped_weights_path() -> Path:
 def psf_fingerprint(psf: PSF) -> str:
     """A short hash of the PSF array (float32 bytes): tells whether two PSFs are the same computation."""
     data = np.ascontiguousarray(np.asarray(psf.array, dtype=np.float32))
-    return hashlib.sha256(data.tobytes()).hexdigest()[:16]
+    return hashlib.sha256(memoryview(data).cast("B")).hexdigest()[:16]
 
 
-def optics_signature(psf: PSF) -> dict[str, Any]:
-    """What weights record about the PSF they were trained for (JSON-able)."""
+def optics_signature(psf: PSF, *, with_hash: bool = True) -> dict[str, Any]:
+    """What weights record about the PSF they were trained for (JSON-able); ``with_hash`` adds the array's hash."""
     signature: dict[str, Any] = {k: psf.optics.get(k) for k in MATCHED_OPTICS}
     signature["z_planes_um"] = [float(z) for z in psf.z_planes_um]
     signature["psf_shape"] = [int(n) for n in psf.array.shape]
     signature["voxel_size_um"] = [float(v) for v in psf.voxel_size]
-    signature["psf_sha256_16"] = psf_fingerprint(psf)
+    if with_hash:
+        signature["psf_sha256_16"] = psf_fingerprint(psf)
     return signature
 
 
@@ -68,7 +69,7 @@ def optics_mismatches(expected: dict[str, Any], psf: PSF) -> list[str]:
     The PSF array's hash is not compared: the same optics recomputed on
     another machine may differ in the last bits; everything physical is.
     """
-    given = optics_signature(psf)
+    given = optics_signature(psf, with_hash=False)  # hashing a large PSF costs ~1 s per call
     problems = []
     for key in (*MATCHED_OPTICS, "psf_shape", "z_planes_um"):
         want, have = expected.get(key), given.get(key)
