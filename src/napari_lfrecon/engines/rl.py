@@ -62,12 +62,16 @@ def richardson_lucy(
     *,
     background: float = 0.0,
     tv_weight: float = 0.0,
+    initial: torch.Tensor | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(iteration, estimate)`` after each RL iteration (batched ``(1, *volume_shape)`` tensors).
 
     ``y`` is the measurement in photo-electrons, batched ``(1, *data_shape)``.
-    The estimate starts flat with the data's total flux. The estimate tensor is
-    updated in place: copy it if you keep it past the next iteration.
+    The estimate starts flat with the data's total flux, or from ``initial``
+    (e.g. a network's volume; raised to a small floor, since RL's
+    multiplicative update can never revive a voxel that is exactly 0). The
+    estimate tensor is updated in place: copy it if you keep it past the next
+    iteration.
     """
     ones = torch.ones_like(y)
     sensitivity = adjoint(ones)
@@ -79,6 +83,10 @@ def richardson_lucy(
     unit = torch.ones((1, *volume_shape), dtype=y.dtype, device=y.device)
     modelled = float(forward(unit).sum())
     x = unit * (flux / max(modelled, _EPS)) * observable
+    if initial is not None:
+        start = torch.as_tensor(initial, dtype=y.dtype, device=y.device).reshape(x.shape)
+        # the floor: 1e-3 of the flat start's level, so voxels the initial volume zeroed can still grow
+        x = torch.clamp(start, min=0) + x * _INITIAL_FLOOR
     if uniform and tv_weight == 0:
         # Aᵀ is linear: dividing y by the constant Aᵀ1 once replaces a division per iteration.
         y = y / float(sensitivity.mean())
@@ -98,6 +106,10 @@ def richardson_lucy(
         else:
             x.mul_(correction).div_(sensitivity)
         yield k + 1, x
+
+
+#: Fraction of the flat start added under an ``initial`` volume (see :func:`richardson_lucy`).
+_INITIAL_FLOOR = 1e-3
 
 
 def _tv_divergence(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
