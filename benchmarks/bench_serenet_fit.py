@@ -27,6 +27,7 @@ import json
 from pathlib import Path
 
 import torch
+from bench_serenet import BACKGROUND_E, READ_NOISE_E, TEST_SEED  # same noise and seeds as the PSNR benchmark
 
 from napari_lfrecon import reconstruct
 from napari_lfrecon.engines.rl import richardson_lucy
@@ -37,9 +38,8 @@ from napari_lfrecon.physics.operators import operator_for_psf
 from napari_lfrecon.physics.phase_space import PhaseSpaceLF
 from napari_lfrecon.psf.model import PSF
 
-BACKGROUND_E = 1.0
-READ_NOISE_E = 1.5
-FRAMES = (("filaments", 9001), ("beads", 9002), ("bubtub", 9101))
+#: bench_serenet.py's held-out frames (seed TEST_SEED + family index), plus one of the training family.
+FRAMES = (("filaments", TEST_SEED), ("beads", TEST_SEED + 1), ("bubtub", TEST_SEED + 100))
 CHECKPOINTS = (1, 2, 3, 5, 8, 10, 15, 20, 30)
 
 

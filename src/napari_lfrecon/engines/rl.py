@@ -27,6 +27,8 @@ _EPS = 1e-6
 #: corners of a padded volume): they are held at 0, since dividing FFT round-off by a near-zero
 #: sensitivity makes the multiplicative update blow up.
 _MIN_SENSITIVITY = 1e-3
+#: Fraction of the flat start added under an ``initial`` volume (see :func:`richardson_lucy`).
+_INITIAL_FLOOR = 1e-3
 
 
 @dataclass
@@ -86,7 +88,8 @@ def richardson_lucy(
     if initial is not None:
         start = torch.as_tensor(initial, dtype=y.dtype, device=y.device).reshape(x.shape)
         # the floor: 1e-3 of the flat start's level, so voxels the initial volume zeroed can still grow
-        x = torch.clamp(start, min=0) + x * _INITIAL_FLOOR
+        # unobservable voxels stay at 0 as in the flat start (their tiny sensitivity would amplify round-off)
+        x = (torch.clamp(start, min=0) * observable) + x * _INITIAL_FLOOR
     if uniform and tv_weight == 0:
         # Aᵀ is linear: dividing y by the constant Aᵀ1 once replaces a division per iteration.
         y = y / float(sensitivity.mean())
@@ -106,10 +109,6 @@ def richardson_lucy(
         else:
             x.mul_(correction).div_(sensitivity)
         yield k + 1, x
-
-
-#: Fraction of the flat start added under an ``initial`` volume (see :func:`richardson_lucy`).
-_INITIAL_FLOOR = 1e-3
 
 
 def _tv_divergence(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
