@@ -89,7 +89,7 @@ def test_new_engine_appears_by_registration(monkeypatch):
         Params = EchoParams
 
         def run(self, inputs, params, *, device, should_stop=lambda: False):
-            yield Update("result", 1.0, "done", upsample_z(inputs.data, inputs.extra["factor"], "nearest"))
+            yield Update("result", 1.0, "done", upsample_z(inputs.data, inputs.description.anisotropy, "nearest"))
 
     monkeypatch.setitem(engines._REGISTRY, Echo.name, Echo)
     task = build_task("anisotropic", QUICK)

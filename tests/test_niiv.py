@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_lfrecon.engines import get
-from napari_lfrecon.engines.base import EngineInputError, Inputs, make_params
+from napari_lfrecon.engines.base import DataDescription, EngineInputError, Inputs, make_params
 from napari_lfrecon.engines.niiv import (
     NiivTrainer,
     build_config,
@@ -387,7 +387,7 @@ def test_anisotropy_resolution_and_helpers():
     assert "rounded" in voxel_anisotropy((1.55, 0.2, 0.2))[1]
     assert resolve_anisotropy(0, Inputs(np.zeros(1), voxel_size=(1.6, 0.2, 0.2)), 4)[0] == 8
     assert resolve_anisotropy(0, Inputs(np.zeros(1)), 4)[0] == 4
-    assert resolve_anisotropy(0, Inputs(np.zeros(1), extra={"factor": 6}), None)[0] == 6
+    assert resolve_anisotropy(0, Inputs(np.zeros(1), description=DataDescription(anisotropy=6)), None)[0] == 6
     with pytest.warns(UserWarning, match="voxel size says 8"):
         assert resolve_anisotropy(4, Inputs(np.zeros(1), voxel_size=(1.6, 0.2, 0.2)), None)[0] == 4
     kernel = gaussian_kernel(8.0)

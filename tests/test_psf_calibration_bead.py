@@ -162,15 +162,17 @@ def test_bead_fit_engine_streams_metrics_and_returns_the_fitted_psf():
         get,
         make_params,
     )
-    from napari_lfrecon.engines.base import EngineInputError, Inputs
+    from napari_lfrecon.jobs import CalibrateInputs, EngineInputError, run_job
 
     engine = get("bead-fit")
     stack = _synthetic_bead(np.zeros(15), seed=3)
     params = make_params(engine.Params, {"iterations": 2, "max_mode": 5})
     optics = {"na": NA, "wavelength_um": WL, "immersion_index": N}
-    updates = list(engine.run(Inputs(data=stack, voxel_size=VOXEL, extra=optics), params, device=torch.device("cpu")))
-    assert updates[-1].kind == "result" and updates[-1].data.ndim == 3
+    updates = []
+    inputs = CalibrateInputs(data=stack, voxel_size=VOXEL, optics=optics)
+    calibration = run_job(engine, inputs, params, device=torch.device("cpu"), on_update=updates.append)
+    assert calibration.volume().data.ndim == 3 and calibration.volume().voxel_size == VOXEL
     names = {u.data[0] for u in updates if u.kind == "metric"}
     assert {"chi2_fit", "chi2_unaberrated", "zernike_3", "zernike_5"} <= names
     with pytest.raises(EngineInputError, match="optics"):
-        list(engine.run(Inputs(data=stack, voxel_size=VOXEL), params, device=torch.device("cpu")))
+        run_job(engine, CalibrateInputs(data=stack, voxel_size=VOXEL), params, device=torch.device("cpu"))

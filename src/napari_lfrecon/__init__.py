@@ -1,18 +1,34 @@
 """napari-lfrecon: physics-informed volume reconstruction for light-field, XLFM and widefield microscopy.
 
 Scripting API (stable): :func:`load_sample`, :func:`reconstruct`,
-:func:`napari_lfrecon.engines.available`. Importing this package does not
-import Qt or napari.
+:func:`napari_lfrecon.engines.available`. Every subpackage the README names
+(``engines``, ``jobs``, ``physics``, ``psf``, ``data``, ``io``, ``metrics``,
+``device``) is reachable right after ``import napari_lfrecon``, loaded on first
+use. Importing this package does not import Qt or napari.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .volume import Volume
+    from .jobs.protocol import Volume
+
+#: Subpackages and modules loaded on first attribute access (``nl.engines.available()`` works at once).
+_SUBMODULES = ("engines", "jobs", "physics", "psf", "data", "io", "metrics", "device", "camera", "modalities")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
+    if name == "Volume":
+        from .jobs.protocol import Volume
+
+        return Volume
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_sample(name: str) -> dict[str, Any]:
@@ -35,4 +51,4 @@ def reconstruct(engine_name: str, data: Any, psf: Any = None, **params: Any) -> 
     return _reconstruct(engine_name, data, psf, **params)
 
 
-__all__ = ["__version__", "load_sample", "reconstruct"]
+__all__ = ["Volume", "__version__", "load_sample", "reconstruct"]

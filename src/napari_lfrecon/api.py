@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,8 @@ import numpy as np
 from . import engines
 from .camera import Camera
 from .device import select_device
-from .engines.base import EngineInputError, Inputs, make_params
+from .jobs import EngineInputError, Update, Volume, make_params, run_job
 from .psf.model import PSF
-from .volume import Volume
 
 
 def as_psf(psf: PSF | str | Path | np.ndarray | None, voxel_size: tuple[float, float, float] | None) -> PSF | None:
@@ -68,38 +66,32 @@ def reconstruct(
     array = np.asarray(data)
     if channel_axis is not None:
         return _per_channel(engine_name, array, psf, channel_axis, voxel_size, camera, device, progress, params)
-    if camera is not None:
-        array = camera.to_electrons(array)
     psf_obj = as_psf(psf, voxel_size)
-    if psf_obj is not None and psf_obj.modality not in engine.modalities:
-        raise EngineInputError(
-            f"engine {engine_name!r} handles {', '.join(engine.modalities)} data, not a {psf_obj.modality} PSF"
-        )
     settings = make_params(engine.Params, params)
-    inputs = Inputs(data=array, psf=psf_obj, voxel_size=voxel_size)
-    started = time.perf_counter()
-    result = None
-    dev = select_device(device)
-    for update in engine.run(inputs, settings, device=dev, should_stop=lambda: False):
+    inputs = engine.inputs_type(data=array, psf=psf_obj, voxel_size=_voxel(voxel_size))
+
+    def on_update(update: Update) -> None:
         if progress is not None and update.kind == "progress":
             progress(update.fraction, update.message)
-        if update.kind == "result":
-            result = update.data
-    if result is None:
-        raise RuntimeError(f"engine {engine_name!r} finished without a result")
-    out_voxel = engine.output_voxel_size(inputs)
-    if out_voxel is None:
-        raise EngineInputError("the output voxel size is unknown: pass voxel_size=(dz, dy, dx) in µm")
-    metadata = {
-        "engine": engine_name,
-        "params": _jsonable(vars(settings)),
-        "seconds": round(time.perf_counter() - started, 3),
-        "device": str(dev),
-        "input_shape": list(array.shape),
-    }
-    if psf_obj is not None:
-        metadata["psf"] = psf_obj.describe()
-    return Volume(data=result, voxel_size=out_voxel, metadata=metadata)
+
+    try:
+        return run_job(engine, inputs, settings, device=select_device(device), camera=camera, on_update=on_update)
+    except EngineInputError as exc:
+        if "voxel size is unknown" in str(exc):
+            raise EngineInputError(f"{exc} (pass voxel_size=(dz, dy, dx))") from None
+        raise
+
+
+def _voxel(voxel_size: Any) -> tuple[float, float, float] | None:
+    if voxel_size is None:
+        return None
+    try:
+        values = tuple(float(v) for v in voxel_size)
+    except (TypeError, ValueError):
+        raise EngineInputError(f"voxel_size must be three numbers (dz, dy, dx) in µm, got {voxel_size!r}") from None
+    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise EngineInputError(f"voxel_size must be three positive finite numbers (dz, dy, dx) in µm, got {voxel_size!r}")
+    return values  # type: ignore[return-value]
 
 
 def _per_channel(engine_name, array, psf, channel_axis, voxel_size, camera, device, progress, params) -> Volume:
@@ -118,6 +110,3 @@ def _per_channel(engine_name, array, psf, channel_axis, voxel_size, camera, devi
     metadata = dict(volumes[0].metadata, channel_axis=0, channels=[v.metadata for v in volumes])
     return Volume(np.stack([v.data for v in volumes]), volumes[0].voxel_size, metadata)
 
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v if isinstance(v, (int, float, str, bool, type(None), list)) else str(v)) for k, v in values.items()}

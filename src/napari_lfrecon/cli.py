@@ -393,20 +393,24 @@ def _training_command(args: argparse.Namespace, names: list[str], values: dict[s
 def _run_training(engine: Any, inputs: Any, params: Any, device: str | None) -> int:
     from .device import select_device
 
+    from .jobs import run_job
+
     bar = ProgressBar()
-    for update in engine.run(inputs, params, device=select_device(device), should_stop=lambda: False):
-        if update.kind == "progress":
+    messages: list[str] = []
+
+    def on_update(update: Any) -> None:
+        if update.kind == "progress" or (update.kind == "metric" and update.data[0] == "loss"):
             bar(update.fraction, update.message)
-        elif update.kind == "metric" and update.data[0] == "loss":
-            bar(update.fraction, update.message)
-        elif update.kind == "result":
-            print(update.message)
+            messages.append(update.message)
+
+    run_job(engine, inputs, params, device=select_device(device), on_update=on_update)
+    print(f"training finished; weights written to {params.output}")
     return 0
 
 
 def cmd_train_niiv(args: argparse.Namespace) -> int:
     """``lfrecon train niiv STACK… --anisotropy AF --out WEIGHTS``: self-supervised on the stacks' xy slices."""
-    from .engines.base import Inputs, make_params
+    from .engines.base import TrainInputs, make_params
 
     stacks, voxel = [], _voxel(args.voxel_size)
     for path in args.inputs:
@@ -426,14 +430,14 @@ def cmd_train_niiv(args: argparse.Namespace) -> int:
         head += ["--voxel-size", *(str(v) for v in args.voxel_size)]
     data = stacks[0] if len(stacks) == 1 else np.stack(stacks)
     described = ", ".join(f"{Path(p).name} {list(s.shape)}" for p, s in zip(args.inputs, stacks, strict=True))
-    extra = {"command": _training_command(args, names, values, head), "data_description": described}
-    inputs = Inputs(data=data, psf=None, voxel_size=voxel, extra=extra)  # type: ignore[arg-type]
+    command = _training_command(args, names, values, head)
+    inputs = TrainInputs(data=data, voxel_size=voxel, command=command, data_description=described)  # type: ignore[arg-type]
     return _run_training(engine, inputs, params, args.device)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``lfrecon train serenet``: train on the INPUT frames and/or simulated ones; write the weights."""
-    from .engines.base import Inputs, make_params
+    from .engines.base import TrainInputs, make_params
 
     if args.engine == "niiv":
         return cmd_train_niiv(args)
@@ -470,7 +474,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         head += ["--simulate", str(args.simulate), "--simulate-lenslets", str(args.simulate_lenslets)]
         head += ["--simulate-family", args.simulate_family, "--simulate-seed", str(args.simulate_seed)]
     command = _training_command(args, names, values, head)
-    inputs = Inputs(data=data, psf=psf, extra={"command": command, "data_description": "; ".join(described)})
+    inputs = TrainInputs(data=data, psf=psf, command=command, data_description="; ".join(described))
     return _run_training(engine, inputs, params, args.device)
 
 

@@ -12,11 +12,10 @@ Which methods run on a task:
   stacked training measurements (its ``output``, ``steps``, ``minutes`` set
   from the config when it has such parameters) and ``<name>`` then runs on the
   test items with ``weights`` = the trained file.
-  Engines get ``Inputs(data, psf, voxel_size, extra)`` where ``extra`` holds the
-  task's extras (anisotropic: ``factor``, ``axis``, ``kernel``) plus
-  ``benchmark_train`` and ``benchmark_validation``: lists of
-  ``(measurement, ground_truth)`` pairs a learned engine may fit on (train and
-  test phantom families differ);
+  Engines get ``Inputs(data, psf, voxel_size, description)`` where ``description`` holds
+  what the task states about its data (anisotropic: ``factor`` and ``kernel``);
+  trainers get the stacked training measurements (train and test phantom
+  families differ);
 * for the anisotropic task, nearest / linear / cubic interpolation along z.
 
 Scores per test item (then averaged): the prediction's intensity is fitted
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 
 from .. import engines
-from ..engines.base import Inputs, make_params
+from ..jobs import DataDescription, Inputs, Volume, make_params, run_job
 from ..metrics.report import compare
 from .baselines import INTERPOLATIONS, upsample_z
 from .config import BenchConfig
@@ -118,23 +117,21 @@ def _field_names(params_cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(params_cls)} if dataclasses.is_dataclass(params_cls) else set()
 
 
-def _extra(task: Task) -> dict[str, Any]:
-    extra = dict(task.extra)
-    extra["benchmark_train"] = [(i.measurement, i.ground_truth) for i in task.splits["train"]]
-    extra["benchmark_validation"] = [(i.measurement, i.ground_truth) for i in task.splits["validation"]]
-    return extra
+def _description(task: Task) -> DataDescription:
+    """What the task states about how its data were made (anisotropic: the factor and axial kernel)."""
+    kernel = task.extra.get("kernel")
+    factor = task.extra.get("factor")
+    return DataDescription(
+        anisotropy=int(factor) if factor else None,
+        axial_kernel=np.asarray(kernel, dtype=np.float64) if kernel is not None else None,
+    )
 
 
 def _run_to_result(name: str, inputs: Inputs, settings: dict[str, Any], device: torch.device) -> Any:
     engine = engines.get(name)
-    params = make_params(engine.Params, settings)
-    result = None
-    for update in engine.run(inputs, params, device=device):
-        if update.kind == "result":
-            result = update.data
-    if result is None:
-        raise RuntimeError(f"engine {name!r} finished without a result")
-    return result
+    inputs = engine.inputs_type(**vars(inputs))
+    result = run_job(engine, inputs, make_params(engine.Params, settings), device=device)
+    return result.data if isinstance(result, Volume) else result
 
 
 class _Training:
@@ -163,7 +160,7 @@ class _Training:
         fields = _field_names(engines.get(self.trainer).Params)
         settings = {k: v for k, v in wanted.items() if k in fields}
         frames = np.stack([item.measurement for item in task.splits["train"]])
-        inputs = Inputs(data=frames, psf=task.psf, voxel_size=task.data_voxel_size, extra=_extra(task))
+        inputs = Inputs(data=frames, psf=task.psf, voxel_size=task.data_voxel_size, description=_description(task))
         started = time.perf_counter()
         _run_to_result(self.trainer, inputs, settings, self.device)
         seconds = time.perf_counter() - started
@@ -179,7 +176,7 @@ def _engine_method(
         used = dict(settings)
         if training is not None:
             used["weights"] = str(training.weights_for(task))
-        inputs = Inputs(data=item.measurement, psf=task.psf, voxel_size=task.data_voxel_size, extra=_extra(task))
+        inputs = Inputs(data=item.measurement, psf=task.psf, voxel_size=task.data_voxel_size, description=_description(task))
         return np.asarray(_run_to_result(name, inputs, used, device), dtype=np.float32)
 
     method = Method(name, "engine", dict(settings), run)

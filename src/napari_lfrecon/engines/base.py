@@ -1,117 +1,31 @@
-"""The engine protocol: every reconstruction, training and fitting job streams ``Update``s.
+"""The engine base class. The protocol it speaks (``Update``, ``Inputs``, ``Volume``, ``Params``) is in
+:mod:`napari_lfrecon.jobs`, re-exported here for engine modules.
 
-An engine is a class with ``name``, ``modalities``, a ``Params`` dataclass and
+An engine is a class with ``name``, ``kind``, ``modalities``, a ``Params``
+dataclass, the ``Inputs`` type it takes and
 ``run(inputs, params, *, device, should_stop) -> Iterator[Update]``. The GUI
-form and the CLI flags are generated from ``Params``: each field has a default
-and ``metadata`` built with :func:`param` (range, one-line help, choices).
+form and the CLI flags are generated from ``Params``. Every interface runs it
+through :mod:`napari_lfrecon.jobs.runner`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
-from ..psf.model import PSF
-
-UpdateKind = Literal["progress", "preview", "metric", "result"]
-
-
-class EngineInputError(ValueError):
-    """Raised for input an engine cannot use; the message says what was expected."""
-
-
-@dataclass
-class Update:
-    """One step of a running engine.
-
-    ``kind``: ``progress`` (``fraction`` and ``message`` only), ``preview`` (``data``
-    is a full-size float32 volume, partial or improving), ``metric`` (``data`` is
-    ``(name, value)``) or ``result`` (the last update; ``data`` is the final volume).
-    """
-
-    kind: UpdateKind
-    fraction: float = 0.0
-    message: str = ""
-    data: Any = None
-
-
-@dataclass
-class Inputs:
-    """What an engine reconstructs from.
-
-    ``data`` is the measurement in photo-electrons (already converted by
-    :class:`napari_lfrecon.camera.Camera`), never modified by the engine.
-    ``voxel_size`` is the data's ``(dz, dy, dx)`` in µm when known.
-    """
-
-    data: np.ndarray
-    psf: PSF | None = None
-    voxel_size: tuple[float, float, float] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def param(
-    help: str,
-    *,
-    min: float | None = None,
-    max: float | None = None,
-    choices: tuple[Any, ...] | None = None,
-) -> dict[str, Any]:
-    """Metadata for a ``Params`` field: one-line help, numeric range or choices."""
-    return {"help": help, "min": min, "max": max, "choices": choices}
-
-
-def param_specs(params_cls: type) -> list[dict[str, Any]]:
-    """The fields of a ``Params`` dataclass as plain dicts (name, type, default, help, range, choices)."""
-    specs = []
-    for f in dataclasses.fields(params_cls):
-        meta = dict(f.metadata)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        specs.append(
-            {
-                "name": f.name,
-                "type": type(default),
-                "default": default,
-                "help": meta.get("help", ""),
-                "min": meta.get("min"),
-                "max": meta.get("max"),
-                "choices": meta.get("choices"),
-            }
-        )
-    return specs
-
-
-def make_params(params_cls: type, values: dict[str, Any]) -> Any:
-    """Build and validate a ``Params`` instance; unknown names and out-of-range values raise ``ValueError``."""
-    specs = {s["name"]: s for s in param_specs(params_cls)}
-    unknown = sorted(set(values) - set(specs))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}; this engine takes {sorted(specs)}")
-    checked: dict[str, Any] = {}
-    for name, value in values.items():
-        spec = specs[name]
-        kind = spec["type"]
-        if kind is bool:
-            value = bool(value)
-        elif kind is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(f"parameter {name!r} must be an integer, got {value}")
-            value = int(value)
-        elif kind is float:
-            value = float(value)
-        if spec["choices"] is not None and value not in spec["choices"]:
-            raise ValueError(f"parameter {name!r} must be one of {spec['choices']}, got {value!r}")
-        if spec["min"] is not None and value < spec["min"]:
-            raise ValueError(f"parameter {name!r} must be ≥ {spec['min']}, got {value}")
-        if spec["max"] is not None and value > spec["max"]:
-            raise ValueError(f"parameter {name!r} must be ≤ {spec['max']}, got {value}")
-        checked[name] = value
-    return params_cls(**checked)
+from ..jobs.params import make_params, param, param_specs
+from ..jobs.protocol import (
+    CalibrateInputs,
+    DataDescription,
+    EngineInputError,
+    Inputs,
+    TrainInputs,
+    Update,
+    UpdateKind,
+    Volume,
+)
 
 
 class Engine:
@@ -119,13 +33,15 @@ class Engine:
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
-    #: ``"reconstruct"`` (measurement → volume), ``"train"`` (writes weights) or ``"calibrate"`` (fits a PSF):
+    #: ``"reconstruct"`` (measurement → volume), ``"train"`` (writes weights) or ``"calibrate"`` (fits optics):
     #: the Reconstruct widget and the benchmark list only reconstruction engines.
     kind: ClassVar[str] = "reconstruct"
     modalities: ClassVar[tuple[str, ...]] = ()
     #: False for engines that work from the data alone (niiv): the GUI then asks for no PSF.
     needs_psf: ClassVar[bool] = True
     Params: ClassVar[type] = object
+    #: The :class:`Inputs` type ``run`` takes (``TrainInputs`` for trainers, ``CalibrateInputs`` for calibrations).
+    inputs_type: ClassVar[type[Inputs]] = Inputs
 
     def run(
         self,
@@ -138,8 +54,27 @@ class Engine:
         """Yield ``Update``s; the last one is ``kind="result"``. Check ``should_stop()`` at each yield."""
         raise NotImplementedError
 
+    def check(self, inputs: Inputs) -> None:
+        """Raise :class:`EngineInputError` for inputs this engine cannot use, before any work starts."""
+
     def output_voxel_size(self, inputs: Inputs) -> tuple[float, float, float] | None:
-        """The voxel size of the volume this engine returns for ``inputs`` (µm), if known."""
+        """The voxel size of the volume this engine returns for ``inputs`` (µm), if known before the run."""
         if inputs.psf is not None:
             return inputs.psf.voxel_size
         return inputs.voxel_size
+
+
+__all__ = [
+    "CalibrateInputs",
+    "DataDescription",
+    "Engine",
+    "EngineInputError",
+    "Inputs",
+    "TrainInputs",
+    "Update",
+    "UpdateKind",
+    "Volume",
+    "make_params",
+    "param",
+    "param_specs",
+]

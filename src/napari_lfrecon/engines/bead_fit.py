@@ -1,10 +1,10 @@
 """The ``bead-fit`` engine: bead-stack PSF calibration streamed like any other engine.
 
-``Inputs.data`` is the bead stack ``(Z, Y, X)``, ``Inputs.voxel_size`` its voxel
-size (µm) and ``Inputs.extra`` the optics: ``na``, ``wavelength_um`` and
-``immersion_index`` (required). The result volume is the fitted (aberrated)
-PSF at the stack's voxel size; the χ² of both fits arrive as metrics and the
-coefficients as ``zernike_<j>`` metrics. See :mod:`napari_lfrecon.psf.calibrate_bead`.
+``CalibrateInputs.data`` is the bead stack ``(Z, Y, X)``, ``voxel_size`` its voxel
+size (µm) and ``optics`` the nominal optics: ``na``, ``wavelength_um`` and
+``immersion_index`` (required). The result is the :class:`BeadCalibration`
+(its ``volume()`` is the fitted PSF at the stack's voxel size); the χ² of both
+fits arrive as metrics and the coefficients as ``zernike_<j>`` metrics. See :mod:`napari_lfrecon.psf.calibrate_bead`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ import torch
 
 from ..psf.calibrate_bead import DEFAULT_MODES, calibrate_bead_stream
 from . import register
-from .base import Engine, EngineInputError, Inputs, Update, param
+from .base import CalibrateInputs, Engine, EngineInputError, Update, param
+
+
+#: The nominal optics a bead fit starts from (``CalibrateInputs.optics``).
+OPTICS = ("na", "wavelength_um", "immersion_index")
 
 
 @dataclass
@@ -39,28 +43,25 @@ class BeadFit(Engine):
     title = "Bead calibration (Zernike fit)"
     modalities = ("widefield",)
     Params = BeadFitParams
+    inputs_type = CalibrateInputs
+    needs_psf = False
 
     def run(
         self,
-        inputs: Inputs,
+        inputs: CalibrateInputs,
         params: BeadFitParams,
         *,
         device: torch.device,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> Iterator[Update]:
-        """Stream the unaberrated then the aberrated fit; the result is the fitted PSF array."""
-        if inputs.voxel_size is None:
-            raise EngineInputError("the bead stack's voxel size (dz, dy, dx in µm) is needed")
-        missing = [k for k in ("na", "wavelength_um", "immersion_index") if k not in inputs.extra]
-        if missing:
-            raise EngineInputError(f"bead-fit needs the optics in Inputs.extra; missing {missing}")
+        """Stream the unaberrated then the aberrated fit; the result is the :class:`BeadCalibration`."""
         modes = tuple(j for j in (3, *range(5, params.max_mode + 1)))
         for update in calibrate_bead_stream(
             np.asarray(inputs.data),
             inputs.voxel_size,
-            float(inputs.extra["na"]),
-            float(inputs.extra["wavelength_um"]),
-            float(inputs.extra["immersion_index"]),
+            float(inputs.optics["na"]),
+            float(inputs.optics["wavelength_um"]),
+            float(inputs.optics["immersion_index"]),
             modes=modes or DEFAULT_MODES,
             fit_na=params.fit_na,
             loss=params.loss,
@@ -73,8 +74,16 @@ class BeadFit(Engine):
             calibration = update.data
             for j in calibration.fit.modes:
                 yield Update("metric", 1.0, f"zernike_{j}", (f"zernike_{j}", float(calibration.fit.zernike[j])))
-            yield Update("result", 1.0, update.message, calibration.psf.array)
+            yield Update("result", 1.0, update.message, calibration)
 
-    def output_voxel_size(self, inputs: Inputs) -> tuple[float, float, float] | None:
+    def check(self, inputs: CalibrateInputs) -> None:  # type: ignore[override]
+        """The stack's voxel size and the nominal optics must be given."""
+        if inputs.voxel_size is None:
+            raise EngineInputError("the bead stack's voxel size (dz, dy, dx in µm) is needed")
+        missing = [k for k in OPTICS if k not in getattr(inputs, "optics", {})]
+        if missing:
+            raise EngineInputError(f"bead-fit needs the nominal optics {list(OPTICS)}; missing {missing}")
+
+    def output_voxel_size(self, inputs: CalibrateInputs) -> tuple[float, float, float] | None:  # type: ignore[override]
         """The fitted PSF is sampled like the bead stack."""
         return inputs.voxel_size

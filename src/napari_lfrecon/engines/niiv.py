@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from . import register
-from .base import Engine, EngineInputError, Inputs, Update, param
+from .base import Engine, EngineInputError, Inputs, TrainInputs, Update, Volume, param
 from .niiv_field import SPAN, NiivField, check_stack, intensity_range, normalise
 from .niiv_model import NiivConfig, NiivNet
 
@@ -141,8 +141,9 @@ def resolve_anisotropy(requested: int, inputs: Inputs, weights_factor: int | Non
                 stacklevel=3,
             )
         return int(requested), f"anisotropy {requested} (given)"
-    if inputs.extra.get("factor"):
-        return int(inputs.extra["factor"]), f"anisotropy {int(inputs.extra['factor'])} (from the data's description)"
+    if inputs.description.anisotropy:
+        stated = int(inputs.description.anisotropy)
+        return stated, f"anisotropy {stated} (from the data's description)"
     if from_voxel is not None and from_voxel > 1:
         return from_voxel, voxel_note
     if weights_factor is not None:
@@ -210,7 +211,7 @@ class Niiv(Engine):
         from ..io.weights import read_header
 
         started = time.perf_counter()
-        weights = params.weights or inputs.extra.get("weights") or ""
+        weights = params.weights
         weights_factor = None
         if weights:
             weights_factor = int(read_header(weights).get("anisotropy", 0)) or None
@@ -244,9 +245,8 @@ class Niiv(Engine):
         )
         depth_out = field_.depth_out(params.z_scale)
         out_voxel = _output_voxel(inputs, factor, stack.shape[0], depth_out)
-        if out_voxel is not None:
-            # output_voxel_size() cannot see the params: the run leaves the real value for it
-            inputs.extra["niiv_output_voxel_size"] = out_voxel
+        if out_voxel is None:
+            raise EngineInputError("the stack's voxel size is unknown: give (dz, dy, dx) in µm")
         yield Update(
             "progress",
             0.0,
@@ -270,17 +270,15 @@ class Niiv(Engine):
             steps.close()
         elapsed = time.perf_counter() - started
         yield Update("metric", 1.0, "seconds", ("seconds", elapsed))
-        yield Update("result", 1.0, f"done in {elapsed:.2f} s", volume)
+        yield Update("result", 1.0, f"done in {elapsed:.2f} s", Volume(volume, out_voxel))
 
     def output_voxel_size(self, inputs: Inputs) -> tuple[float, float, float] | None:
-        """``(dz / af / z_scale, dy, dx)``: exact after a run; before one, ``af`` from the voxel size, ``z_scale`` 1."""
-        if "niiv_output_voxel_size" in inputs.extra:
-            return tuple(inputs.extra["niiv_output_voxel_size"])  # type: ignore[return-value]
+        """``(dz / af, dy, dx)`` before a run (``af`` from the voxel size); the result carries the exact one."""
         factor, _ = voxel_anisotropy(inputs.voxel_size)
         if factor is None or inputs.voxel_size is None:
             return None
         dz, dy, dx = (float(v) for v in inputs.voxel_size)
-        factor = int(inputs.extra.get("factor", factor))
+        factor = int(inputs.description.anisotropy or factor)
         return (dz / factor, dy, dx)
 
 
@@ -374,6 +372,7 @@ class NiivTrain(Engine):
     title = "niiv training (self-supervised, lateral slices)"
     modalities = ("anisotropic",)
     Params = NiivTrainParams
+    inputs_type = TrainInputs
     needs_psf = False
 
     def run(
@@ -401,15 +400,15 @@ class NiivTrainer:
 
         if not params.output:
             raise EngineInputError("niiv training needs an output weights path ('output')")
-        self.params, self.device, self.extra = params, device, inputs.extra
+        self.params, self.device, self.inputs = params, device, inputs
         self.factor, self.why = resolve_anisotropy(params.anisotropy, inputs, None)
         self.stacks = training_stacks(inputs.data, self.factor)
         self.voxel_size = inputs.voxel_size
         kernel = gaussian_kernel(params.blur_fwhm)
         self.kernel_note = f"Gaussian blur FWHM {params.blur_fwhm:g} px" if kernel is not None else "no blur"
-        if kernel is None and inputs.extra.get("kernel") is not None:
+        if kernel is None and inputs.description.axial_kernel is not None:
             # the benchmark states the axial blur its data were made with: train with the same degradation
-            kernel = np.asarray(inputs.extra["kernel"], dtype=np.float64)
+            kernel = np.asarray(inputs.description.axial_kernel, dtype=np.float64)
             self.kernel_note = f"the data's stated axial kernel ({kernel.size} taps)"
         # the xy slices of every stack, each stack normalised by its own intensity range
         self.intensities = [intensity_range(s) for s in self.stacks]
@@ -625,10 +624,9 @@ class NiivTrainer:
             yield Update("progress", self.step / p.steps, f"cancelled at step {self.step}")
             return
         training = {
-            "command": self.extra.get("command", ""),
-            "data": self.extra.get(
-                "data_description", f"{len(self.stacks)} stack(s) {list(self.stacks[0].shape)} given to the engine"
-            ),
+            "command": getattr(self.inputs, "command", ""),
+            "data": getattr(self.inputs, "data_description", "")
+            or f"{len(self.stacks)} stack(s) {list(self.stacks[0].shape)} given to the engine",
             "voxel_size_um": list(self.voxel_size) if self.voxel_size is not None else None,
             "anisotropy_source": self.why,
             "degradation": self.kernel_note,

@@ -34,7 +34,7 @@ import torch
 
 from ..psf.model import PSF
 from . import register
-from .base import Engine, EngineInputError, Inputs, Update, param
+from .base import Engine, EngineInputError, Inputs, TrainInputs, Update, Volume, param
 from .serenet_data import (
     default_view_indices,
     frames_to_views,
@@ -259,7 +259,7 @@ class SeReNet(Engine):
 
         psf = _check_lfm_psf(inputs.psf, "SeReNet")
         started = time.perf_counter()
-        weights = params.weights or inputs.extra.get("weights") or str(default_weights_for(psf))
+        weights = params.weights or str(default_weights_for(psf))
         model, header = load_model(weights, psf)
         model.to(device)
         data = checked_measurement(inputs.data, non_negative=True)
@@ -363,6 +363,7 @@ class SeReNetTrain(Engine):
     title = "SeReNet training (self-supervised)"
     modalities = ("lfm",)
     Params = SeReNetTrainParams
+    inputs_type = TrainInputs
 
     def run(
         self,
@@ -393,7 +394,7 @@ class _Trainer:
 
         self.psf = psf = _check_lfm_psf(inputs.psf, "SeReNet training")
         self.params, self.device = params, device
-        self.extra = inputs.extra
+        self.inputs = inputs
         if not params.output:
             raise EngineInputError("SeReNet training needs an output weights path ('output')")
         frames = frames_to_views(inputs.data, psf)
@@ -590,8 +591,9 @@ class _Trainer:
             yield Update("progress", self.step / p.steps, f"cancelled at step {self.step} (checkpoint kept)")
             return
         training = {
-            "command": self.extra.get("command", ""),
-            "data": self.extra.get("data_description", f"{self.frames.shape[0]} frame(s) given to the engine"),
+            "command": getattr(self.inputs, "command", ""),
+            "data": getattr(self.inputs, "data_description", "")
+            or f"{self.frames.shape[0]} frame(s) given to the engine",
             "params": asdict(p),
             "steps_done": self.step,
             "seconds": round(self.seconds_before, 1),

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
-from psygnal import Signal as PsygnalSignal
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QComboBox,
@@ -55,9 +54,8 @@ from qtpy.QtWidgets import (
 )
 
 from .. import cli_calibrate as files
-from ..engines.base import Update
-from ..engines.bead_fit import BeadFit, BeadFitParams
-from ..psf.calibrate_bead import DEFAULT_MODES, BeadCalibration, calibrate_bead_stream
+from ..engines.bead_fit import BeadFitParams
+from ..psf.calibrate_bead import BeadCalibration
 from ..psf.zernike import ZERNIKE_NAMES
 from .params_form import ParamsForm
 from .worker import SYNC_ENV, EngineRunner, RunRequest, error_message
@@ -82,66 +80,6 @@ LF_OPTICS_FIELDS: dict[str, tuple[str, str]] = {
     "wavelength_um": ("wavelength (µm)", "emission wavelength"),
     "immersion_index": ("medium index", "refractive index of the immersion / sample medium"),
 }
-
-
-# --------------------------------------------------------------------------- bead fit through the worker layer
-class _CalibratingBeadFit(BeadFit):
-    """The ``bead-fit`` engine, but its result carries the whole :class:`BeadCalibration`.
-
-    The registered engine returns only the PSF array (what a volume-producing
-    run needs); the widget also needs the residual and the coefficients, so
-    this variant yields the calibration object as the result's data.
-    """
-
-    def run(self, inputs: Any, params: BeadFitParams, *, device: Any, should_stop: Any = lambda: False) -> Any:
-        """Stream the fit like ``bead-fit``; the result's data is the :class:`BeadCalibration`."""
-        modes = (3, *range(5, params.max_mode + 1))
-        for update in calibrate_bead_stream(
-            np.asarray(inputs.data),
-            inputs.voxel_size,
-            float(inputs.extra["na"]),
-            float(inputs.extra["wavelength_um"]),
-            float(inputs.extra["immersion_index"]),
-            modes=modes or DEFAULT_MODES,
-            fit_na=params.fit_na,
-            loss=params.loss,
-            iterations=params.iterations,
-            should_stop=should_stop,
-        ):
-            if update.kind == "result":
-                for j in update.data.fit.modes:
-                    value = float(update.data.fit.zernike[j])
-                    yield Update("metric", 1.0, f"zernike_{j}", (f"zernike_{j}", value))
-            yield update
-
-
-class BeadFitRunner(EngineRunner):
-    """:class:`EngineRunner` for a bead fit: optics go to ``Inputs.extra``; the result keeps the calibration.
-
-    The fitted PSF array becomes the result layer exactly as for any engine;
-    :attr:`calibration` holds the :class:`BeadCalibration` and
-    :attr:`calibrated` fires with it before :attr:`finished`.
-    """
-
-    calibrated = PsygnalSignal(object)
-
-    def __init__(
-        self, viewer: napari.Viewer, request: RunRequest, optics: dict[str, float], *, sync: bool | None = None
-    ) -> None:
-        super().__init__(viewer, request, sync=sync)
-        self.inputs.extra.update(optics)
-        self.engine = _CalibratingBeadFit()
-        self.calibration: BeadCalibration | None = None
-
-    def _on_event(self, event: Any) -> None:
-        if isinstance(event, Update) and event.kind == "result" and isinstance(event.data, BeadCalibration):
-            self.calibration = event.data
-            self._show_result(np.asarray(event.data.psf.array), event.message)
-            if self.result_layer is not None:
-                self.result_layer.metadata = {**self.result_layer.metadata, "psf": event.data.psf}
-            self.calibrated.emit(event.data)
-            return
-        super()._on_event(event)
 
 
 # --------------------------------------------------------------------------- small widgets
@@ -265,7 +203,7 @@ class CalibrateWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.sync = os.environ.get(SYNC_ENV, "") not in ("", "0") if sync is None else sync
-        self.runner: BeadFitRunner | None = None
+        self.runner: EngineRunner | None = None
         self.bead_calibration: BeadCalibration | None = None
         self.lf_calibration: Any = None
         self.lf_summary: dict[str, Any] | None = None
@@ -353,7 +291,7 @@ class CalibrateWidget(QWidget):
             self.bead_dz.setValue(float(layer.scale[0]))
             self.bead_dy.setValue(float(layer.scale[-1]))
 
-    def run_bead(self) -> BeadFitRunner | None:
+    def run_bead(self) -> EngineRunner | None:
         """Start the bead fit (the Run button); bad input shows an error instead."""
         if self.busy:
             return self.runner
@@ -365,15 +303,6 @@ class CalibrateWidget(QWidget):
             if data.ndim != 3:
                 raise ValueError(f"the bead layer {layer.name!r} has shape {data.shape}; expected a (Z, Y, X) stack")
             voxel = (self.bead_dz.value(), self.bead_dy.value(), self.bead_dy.value())
-            request = RunRequest(
-                engine="bead-fit",
-                data=data,
-                psf=None,
-                params=self.bead_params.values(),
-                input_name=layer.name,
-                input_scale=voxel,
-                input_translate=tuple(float(t) for t in layer.translate),
-            )
             optics = {
                 "na": self.bead_na.value(),
                 "wavelength_um": self.bead_wavelength.value(),
@@ -383,7 +312,17 @@ class CalibrateWidget(QWidget):
                 raise ValueError(
                     f"the NA ({optics['na']}) must be below the immersion index ({optics['immersion_index']})"
                 )
-            runner = BeadFitRunner(self.viewer, request, optics, sync=self.sync)
+            request = RunRequest(
+                engine="bead-fit",
+                data=data,
+                psf=None,
+                params=self.bead_params.values(),
+                input_name=layer.name,
+                input_scale=voxel,
+                input_translate=tuple(float(t) for t in layer.translate),
+                input_fields={"optics": optics},
+            )
+            runner = EngineRunner(self.viewer, request, sync=self.sync)
         except Exception as exc:  # bad input is a message, never a traceback
             self._fail(f"Cannot fit: {error_message(exc)}")
             return None
@@ -394,7 +333,7 @@ class CalibrateWidget(QWidget):
         self.bead_chi2.setText("χ²: —")
         runner.progressed.connect(self._on_progress)
         runner.metric.connect(self._on_bead_metric)
-        runner.calibrated.connect(self._on_bead_calibrated)
+        runner.resulted.connect(self._on_bead_calibrated)
         runner.finished.connect(self._on_bead_finished)
         self._set_busy(True, f"fitting the bead in {request.input_name}…")
         runner.start()
@@ -408,6 +347,9 @@ class CalibrateWidget(QWidget):
 
     def _on_bead_calibrated(self, calibration: BeadCalibration) -> None:
         self.bead_calibration = calibration
+        result = self.runner.result_layer if self.runner is not None else None
+        if result is not None:
+            result.metadata = {**result.metadata, "psf": calibration.psf}
         layer = self.runner.request if self.runner is not None else None
         fit = calibration.fit
         self.bead_table.setRowCount(len(fit.modes))

@@ -1,9 +1,9 @@
 """The worker layer: the one place that turns an engine's ``Update`` stream into napari layers.
 
-:func:`stream_updates` is plain Python (no Qt): it converts the measurement to
-photo-electrons, runs ``engine.run`` and yields its updates plus three events of
-its own (:class:`Warned`, :class:`Failed`, :class:`Cancelled`), so exceptions and
-warnings never escape as tracebacks. :class:`EngineRunner` runs that generator
+:func:`napari_lfrecon.jobs.stream_job` (the one runner, no Qt) converts the
+measurement to photo-electrons, runs the engine and yields its updates plus
+three events of its own (``Warned``, ``Failed``, ``Cancelled``), so exceptions
+and warnings never escape as tracebacks. :class:`EngineRunner` runs that generator
 in napari's ``thread_worker`` (or synchronously when ``LFRECON_SYNC=1``, for
 debugging) and handles each event on the main thread:
 
@@ -30,12 +30,10 @@ copy what they change, and nothing here writes to it.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,116 +45,19 @@ from psygnal import Signal
 from .. import engines
 from ..camera import Camera
 from ..device import describe_device, select_device
-from ..engines.base import Engine, EngineInputError, Inputs, Update, make_params
+from ..jobs import jsonable, make_params
+from ..jobs.protocol import EngineInputError, Volume
+from ..jobs.runner import Cancelled, Event, Failed, Warned, error_message, prepare_inputs, stream_job
 from ..psf.model import PSF
 from ._geometry import output_translate
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
-    import torch
-
-_LOG = logging.getLogger(__name__)
 
 #: Set to ``1`` to run engines synchronously on the calling thread (debugging, profiling).
 SYNC_ENV = "LFRECON_SYNC"
 
-
-# ------------------------------------------------------------------ events
-@dataclass
-class Warned:
-    """A warning raised while the engine ran (e.g. negative values clipped)."""
-
-    message: str
-
-
-@dataclass
-class Failed:
-    """The run stopped with an error; ``message`` is the reason shown to the user."""
-
-    message: str
-
-
-@dataclass
-class Cancelled:
-    """The run stopped because the stop flag was set."""
-
-    fraction: float
-    message: str
-
-
-Event = Update | Warned | Failed | Cancelled
-
-
-def error_message(exc: BaseException) -> str:
-    """The reason to show a user for ``exc``: its message for input errors, type and message otherwise."""
-    if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])
-    if isinstance(exc, (ValueError, FileNotFoundError, EngineInputError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def stream_updates(
-    engine: Engine,
-    inputs: Inputs,
-    params: Any,
-    *,
-    device: torch.device,
-    stop: threading.Event,
-    camera: Camera | None = None,
-) -> Iterator[Event]:
-    """Run ``engine`` and yield its updates and this layer's own events; never raises.
-
-    ``camera`` (when given) converts ``inputs.data`` from ADU to photo-electrons
-    first, on this (worker) thread. Warnings become :class:`Warned` events and
-    exceptions a final :class:`Failed`; a set ``stop`` ends the stream with
-    :class:`Cancelled` after at most one more engine update.
-    """
-    fraction, last_progress = 0.0, ""
-    with warnings.catch_warnings(record=True) as caught:
-        # "always": a warning repeated in a second run must still reach the user.
-        warnings.simplefilter("always")
-        try:
-            if camera is not None:
-                inputs = Inputs(
-                    data=camera.to_electrons(inputs.data),
-                    psf=inputs.psf,
-                    voxel_size=inputs.voxel_size,
-                    extra={**inputs.extra, "read_noise": camera.read_noise},
-                )
-            yield from _drain(caught)
-            updates = engine.run(inputs, params, device=device, should_stop=stop.is_set)
-            try:
-                for update in updates:
-                    yield from _drain(caught)
-                    if update.kind == "progress":
-                        fraction, last_progress = update.fraction, update.message
-                    yield update
-                    if update.kind == "result":
-                        return
-                    if stop.is_set():
-                        break
-            finally:
-                updates.close()
-            yield from _drain(caught)
-            if stop.is_set():
-                # Engines may say where they stopped themselves ("cancelled after iteration 4").
-                if last_progress.startswith("cancelled"):
-                    message = last_progress
-                else:
-                    message = f"cancelled after {last_progress}" if last_progress else "cancelled"
-                yield Cancelled(fraction, f"{message} ({fraction:.1%} done)")
-            else:
-                yield Failed(f"engine {engine.name!r} finished without a result")
-        except Exception as exc:  # every failure becomes a message, never a traceback in the UI
-            _LOG.debug("engine %s failed", engine.name, exc_info=True)
-            yield from _drain(caught)
-            yield Failed(error_message(exc))
-
-
-def _drain(caught: list[warnings.WarningMessage]) -> Iterator[Warned]:
-    while caught:
-        yield Warned(str(caught.pop(0).message))
+__all__ = ["SYNC_ENV", "EngineRunner", "Event", "RunRequest", "error_message", "run_blocking", "stream_job"]
 
 
 def _fit_contrast(layer: Any, volume: np.ndarray) -> None:
@@ -167,11 +68,6 @@ def _fit_contrast(layer: Any, volume: np.ndarray) -> None:
         high = low + 1.0
     layer.contrast_limits_range = (low, high)
     layer.contrast_limits = (low, high)
-
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    plain = (int, float, str, bool, type(None))
-    return {k: (v if isinstance(v, plain) else str(v)) for k, v in values.items()}
 
 
 # ------------------------------------------------------------------ runner
@@ -193,6 +89,8 @@ class RunRequest:
     input_translate: tuple[float, ...] | None = None
     camera: Camera | None = None
     device: str | None = None
+    #: Fields of the engine's typed inputs beyond data/psf/voxel size (e.g. ``optics`` for a calibration).
+    input_fields: dict[str, Any] = field(default_factory=dict)
 
 
 class EngineRunner:
@@ -210,6 +108,8 @@ class EngineRunner:
     metric = Signal(str, float)
     #: The preview layer after each in-place update (for live metric widgets).
     previewed = Signal(object)
+    #: The result as the engine returned it (a :class:`Volume` or a calibration object), before :attr:`finished`.
+    resulted = Signal(object)
     #: Emitted once when the run is over, with :attr:`status` and a one-line message.
     finished = Signal(str, str)
 
@@ -217,31 +117,27 @@ class EngineRunner:
         self.viewer = viewer
         self.request = request
         self.engine = engines.get(request.engine)
-        psf = request.psf
-        if psf is not None and psf.modality not in self.engine.modalities:
-            raise EngineInputError(
-                f"engine {self.engine.name!r} handles {', '.join(self.engine.modalities)} data, "
-                f"not a {psf.modality} PSF"
-            )
         self.params = make_params(self.engine.Params, request.params)
         self.device = select_device(request.device)
         data = np.asarray(request.data)
-        view = data.view()
-        view.flags.writeable = False  # the input layer is never modified, by us or an engine
         ndim = data.ndim
         self.input_scale = tuple(request.input_scale) if request.input_scale is not None else (1.0,) * ndim
         self.input_translate = tuple(request.input_translate) if request.input_translate is not None else (0.0,) * ndim
         data_voxel = tuple(float(s) for s in self.input_scale) if ndim == 3 else None
-        self.inputs = Inputs(data=view, psf=psf, voxel_size=data_voxel)  # type: ignore[arg-type]
+        inputs = self.engine.inputs_type(data=data, psf=request.psf, voxel_size=data_voxel, **request.input_fields)
+        # every check an engine needs, before any thread starts (the worker repeats it after the camera step)
+        self.inputs = prepare_inputs(self.engine, inputs)
         out_voxel = self.engine.output_voxel_size(self.inputs)
-        if out_voxel is None:
+        if out_voxel is None and self.engine.kind != "calibrate":
             raise EngineInputError("the output voxel size is unknown: give the input layer a scale in µm or use a PSF")
-        self.output_voxel_size = tuple(float(v) for v in out_voxel)
+        self.output_voxel_size = tuple(float(v) for v in out_voxel) if out_voxel is not None else data_voxel or ()
         self.sync = os.environ.get(SYNC_ENV, "") not in ("", "0") if sync is None else sync
         self.stop_flag = threading.Event()
         self.worker: GeneratorWorker | None = None
         self.preview_layer: Any = None
         self.result_layer: Any = None
+        #: The engine's result object (a :class:`Volume` or a calibration) once the run is done.
+        self.result: Any = None
         #: The last preview, kept and renamed when the run is cancelled.
         self.cancelled_layer: Any = None
         self.status = "idle"
@@ -265,11 +161,11 @@ class EngineRunner:
         self._started = time.perf_counter()
         kwargs = dict(device=self.device, stop=self.stop_flag, camera=self.request.camera)
         if self.sync:
-            for event in stream_updates(self.engine, self.inputs, self.params, **kwargs):
+            for event in stream_job(self.engine, self.inputs, self.params, **kwargs):
                 self._on_event(event)
             self._on_worker_finished()
             return None
-        make_worker = thread_worker(stream_updates, start_thread=False)
+        make_worker = thread_worker(stream_job, start_thread=False)
         worker = make_worker(self.engine, self.inputs, self.params, **kwargs)
         worker.yielded.connect(self._on_event)
         worker.finished.connect(self._on_worker_finished)
@@ -299,7 +195,7 @@ class EngineRunner:
         elif event.kind == "preview":
             self._show_preview(np.asarray(event.data))
         elif event.kind == "result":
-            self._show_result(np.asarray(event.data), event.message)
+            self._show_result(event.data, event.message)
 
     def _show_preview(self, volume: np.ndarray) -> None:
         if self.status != "running":
@@ -319,20 +215,22 @@ class EngineRunner:
         _fit_contrast(layer, volume)
         self.previewed.emit(layer)
 
-    def _show_result(self, volume: np.ndarray, message: str) -> None:
+    def _show_result(self, result: Any, message: str) -> None:
         self.seconds = time.perf_counter() - self._started
-        # Some engines know their exact output sampling only after the run (niiv: the anisotropy it resolved).
-        exact = self.engine.output_voxel_size(self.inputs)
-        if exact is not None:
-            self.output_voxel_size = tuple(float(v) for v in exact)
+        self.result = result
+        volume = result if isinstance(result, Volume) else getattr(result, "volume", lambda: None)()
         self._remove_preview()
-        self.result_layer = self.viewer.add_image(
-            volume,
-            name=f"{self.request.input_name} [{self.engine.name}]",
-            scale=self._out_scale(volume),
-            translate=self._out_translate(volume),
-            metadata=self._metadata(volume),
-        )
+        if volume is not None:
+            # the result carries its exact sampling (niiv knows it only after the run)
+            self.output_voxel_size = tuple(float(v) for v in volume.voxel_size)
+            self.result_layer = self.viewer.add_image(
+                volume.data,
+                name=f"{self.request.input_name} [{self.engine.name}]",
+                scale=self._out_scale(volume.data),
+                translate=self._out_translate(volume.data),
+                metadata={**volume.metadata, **self._metadata(volume.data)},
+            )
+        self.resulted.emit(result)
         self._end("done", message or "done")
 
     def _end(self, status: str, message: str) -> None:
@@ -382,7 +280,7 @@ class EngineRunner:
         request = self.request
         metadata: dict[str, Any] = {
             "engine": self.engine.name,
-            "params": _jsonable(vars(self.params)),
+            "params": jsonable(vars(self.params)),
             "seconds": round(self.seconds, 3),
             "device": describe_device(self.device),
             "input_layer": request.input_name,

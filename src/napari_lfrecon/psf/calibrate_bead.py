@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engines.base import Update
+from ..jobs.protocol import Update, Volume
 from .model import PSF
 from .pupil import (
     aberrated_pupil,
@@ -109,6 +109,10 @@ class BeadCalibration:
     def residual(self) -> np.ndarray:
         """Data minus the aberrated model on the crop (float32)."""
         return (self.fit.crop - self.fit.model).astype(np.float32)
+
+    def volume(self) -> Volume:
+        """The fitted (aberrated) PSF as a volume at the bead stack's voxel size, the summary as metadata."""
+        return Volume(np.asarray(self.psf.array, dtype=np.float32), self.voxel_size, {"calibration": self.summary()})
 
     def summary(self) -> dict[str, Any]:
         """JSON-able summary: coefficients by ANSI index and name, χ² values, position, flux, NA."""

@@ -1,0 +1,124 @@
+"""The job protocol every layer shares: updates, typed inputs, results and the project's error.
+
+An engine (reconstruction, training, calibration or fitting) is driven by
+:mod:`napari_lfrecon.jobs.runner` and streams :class:`Update`\\ s. This module
+imports only numpy, so ``physics``, ``psf``, ``engines``, ``batch``, the CLI and
+the GUI may all import it. A PSF object is carried as ``Any`` here (the PSF
+type lives above, in ``psf``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+UpdateKind = Literal["progress", "preview", "metric", "result"]
+
+
+class LfreconError(Exception):
+    """Base of the errors napari-lfrecon raises on purpose: the message says what was expected."""
+
+
+class EngineInputError(LfreconError, ValueError):
+    """Raised for input an engine cannot use; the message says what was expected."""
+
+
+class JobCancelled(LfreconError):
+    """Raised by :func:`napari_lfrecon.jobs.run_job` when its stop flag ended the run before a result."""
+
+
+@dataclass
+class Update:
+    """One step of a running engine.
+
+    ``kind``: ``progress`` (``fraction`` and ``message`` only), ``preview`` (``data``
+    is a full-size float32 volume, partial or improving), ``metric`` (``data`` is
+    ``(name, value)``) or ``result`` (the last update; ``data`` is a
+    :class:`Volume` for reconstruction and training engines, the calibration
+    object for calibration engines).
+    """
+
+    kind: UpdateKind
+    fraction: float = 0.0
+    message: str = ""
+    data: Any = None
+
+
+@dataclass
+class Volume:
+    """A reconstructed volume.
+
+    ``data`` is a float32 array in ``Z, Y, X`` order (``C, Z, Y, X`` when the
+    input had a channel axis, with ``metadata["channel_axis"] == 0``);
+    ``voxel_size`` is ``(dz, dy, dx)`` in micrometres; ``metadata`` holds the
+    engine name, its parameters and timing.
+    """
+
+    data: np.ndarray
+    voxel_size: tuple[float, float, float]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data = np.asarray(self.data, dtype=np.float32)
+        self.voxel_size = tuple(float(v) for v in self.voxel_size)  # type: ignore[assignment]
+        if len(self.voxel_size) != 3:
+            raise ValueError(f"voxel_size must be (dz, dy, dx), got {self.voxel_size!r}")
+
+
+@dataclass(frozen=True)
+class DataDescription:
+    """What is known about how the data were made, beyond the voxel size (benchmarks and simulations state it).
+
+    ``anisotropy``: the integer axial undersampling factor of an anisotropic
+    stack; ``axial_kernel``: the 1D axial blur it was made with (taps along z
+    on the fine grid).
+    """
+
+    anisotropy: int | None = None
+    axial_kernel: np.ndarray | None = None
+
+
+@dataclass
+class Inputs:
+    """What a reconstruction engine works from.
+
+    ``data`` is the measurement in photo-electrons (already converted by
+    :class:`napari_lfrecon.camera.Camera`), handed over read-only and never
+    modified. ``psf`` is a :class:`napari_lfrecon.psf.PSF` or ``None``;
+    ``voxel_size`` is the data's ``(dz, dy, dx)`` in µm when known;
+    ``read_noise`` the camera's read noise in electrons RMS when known.
+    """
+
+    data: np.ndarray
+    psf: Any = None
+    voxel_size: tuple[float, float, float] | None = None
+    read_noise: float | None = None
+    description: DataDescription = field(default_factory=DataDescription)
+
+
+@dataclass
+class TrainInputs(Inputs):
+    """What a trainer works from: the data (frames or stacks, batch axis first) plus provenance for the weights.
+
+    ``command`` is the command line that reproduces the run and
+    ``data_description`` a sentence about the data; both are written into the
+    weights header.
+    """
+
+    command: str = ""
+    data_description: str = ""
+
+
+@dataclass
+class CalibrateInputs(Inputs):
+    """What a calibration engine works from: the calibration data plus the nominal optics.
+
+    ``optics`` holds the nominal numbers the fit starts from (e.g. ``na``,
+    ``wavelength_um``, ``immersion_index`` for a bead fit); ``frames`` holds
+    named auxiliary frames (e.g. ``radiometry``, ``dark``).
+    """
+
+    optics: dict[str, Any] = field(default_factory=dict)
+    frames: dict[str, np.ndarray] = field(default_factory=dict)
