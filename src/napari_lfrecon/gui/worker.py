@@ -57,7 +57,18 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Set to ``1`` to run engines synchronously on the calling thread (debugging, profiling).
 SYNC_ENV = "LFRECON_SYNC"
 
-__all__ = ["SYNC_ENV", "EngineRunner", "Event", "RunRequest", "error_message", "run_blocking", "stream_job"]
+__all__ = [
+    "SYNC_ENV",
+    "EngineRunner",
+    "Event",
+    "Job",
+    "RunRequest",
+    "error_message",
+    "run_blocking",
+    "start_job",
+    "stream_job",
+    "sync_requested",
+]
 
 
 def _fit_contrast(layer: Any, volume: np.ndarray) -> None:
@@ -68,6 +79,98 @@ def _fit_contrast(layer: Any, volume: np.ndarray) -> None:
         high = low + 1.0
     layer.contrast_limits_range = (low, high)
     layer.contrast_limits = (low, high)
+
+
+# ------------------------------------------------------------------ the one way to run work off the main thread
+def sync_requested(sync: bool | None = None) -> bool:
+    """True when work should run on the calling thread (``sync`` given, else ``LFRECON_SYNC=1``)."""
+    return os.environ.get(SYNC_ENV, "") not in ("", "0") if sync is None else bool(sync)
+
+
+class Job:
+    """A piece of work run off the main thread by :func:`start_job`; :meth:`cancel` sets its stop flag.
+
+    ``stop`` is the :class:`threading.Event` the work sees; ``worker`` the napari
+    worker (``None`` in sync mode or once finished); ``done`` is True once the
+    finished callback ran.
+    """
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.worker: GeneratorWorker | None = None
+        self.done = False
+
+    @property
+    def running(self) -> bool:
+        """True until the work has finished (or failed, or was cancelled and stopped)."""
+        return not self.done
+
+    def cancel(self) -> None:
+        """Ask the work to stop; generators see it through ``stop.is_set()``, and yields stop being pulled."""
+        self.stop.set()
+
+
+def start_job(
+    work: Callable[..., Any],
+    *args: Any,
+    on_yield: Callable[[Any], None] | None = None,
+    on_return: Callable[[Any], None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
+    on_finish: Callable[[], None] | None = None,
+    sync: bool | None = None,
+    **kwargs: Any,
+) -> Job:
+    """Run ``work(*args, **kwargs)`` in napari's ``thread_worker`` and hand its results to the main thread.
+
+    ``work`` is a plain function or a generator (Qt-free). ``on_yield`` gets each
+    yielded value, ``on_return`` the return value, ``on_error`` an exception
+    (default: ``show_error`` with :func:`error_message`), ``on_finish`` runs last
+    in every case. With ``sync`` (or ``LFRECON_SYNC=1``) everything runs on the
+    calling thread: tests and debugging see the same callbacks in order. Every
+    widget runs its background work through here or :class:`EngineRunner` (which
+    uses it).
+    """
+    job = Job()
+
+    def failed(exc: BaseException) -> None:
+        if on_error is not None:
+            on_error(exc)
+        else:
+            show_error(error_message(exc))
+
+    def finished() -> None:
+        job.done, job.worker = True, None
+        if on_finish is not None:
+            on_finish()
+
+    if sync_requested(sync):
+        try:
+            result = work(*args, **kwargs)
+            if hasattr(result, "__next__"):
+                while True:
+                    try:
+                        value = next(result)
+                    except StopIteration as end:
+                        result = end.value
+                        break
+                    if on_yield is not None:
+                        on_yield(value)
+            if on_return is not None:
+                on_return(result)
+        except Exception as exc:  # the same contract as the threaded path: errors go to on_error
+            failed(exc)
+        finished()
+        return job
+    worker = thread_worker(work, start_thread=False)(*args, **kwargs)
+    if on_yield is not None and hasattr(worker, "yielded"):
+        worker.yielded.connect(on_yield)
+    if on_return is not None:
+        worker.returned.connect(on_return)
+    worker.errored.connect(failed)
+    worker.finished.connect(finished)
+    job.worker = worker
+    worker.start()
+    return job
 
 
 # ------------------------------------------------------------------ runner
@@ -131,7 +234,7 @@ class EngineRunner:
         if out_voxel is None and self.engine.kind != "calibrate":
             raise EngineInputError("the output voxel size is unknown: give the input layer a scale in µm or use a PSF")
         self.output_voxel_size = tuple(float(v) for v in out_voxel) if out_voxel is not None else data_voxel or ()
-        self.sync = os.environ.get(SYNC_ENV, "") not in ("", "0") if sync is None else sync
+        self.sync = sync_requested(sync)
         self.stop_flag = threading.Event()
         self.worker: GeneratorWorker | None = None
         self.preview_layer: Any = None
@@ -159,19 +262,21 @@ class EngineRunner:
             raise RuntimeError("an EngineRunner runs once; make a new one for another run")
         self.status = "running"
         self._started = time.perf_counter()
-        kwargs = dict(device=self.device, stop=self.stop_flag, camera=self.request.camera)
-        if self.sync:
-            for event in stream_job(self.engine, self.inputs, self.params, **kwargs):
-                self._on_event(event)
-            self._on_worker_finished()
-            return None
-        make_worker = thread_worker(stream_job, start_thread=False)
-        worker = make_worker(self.engine, self.inputs, self.params, **kwargs)
-        worker.yielded.connect(self._on_event)
-        worker.finished.connect(self._on_worker_finished)
-        self.worker = worker
-        worker.start()
-        return worker
+        self.job = start_job(
+            stream_job,
+            self.engine,
+            self.inputs,
+            self.params,
+            device=self.device,
+            stop=self.stop_flag,
+            camera=self.request.camera,
+            on_yield=self._on_event,
+            on_error=lambda exc: self._end("failed", error_message(exc)),
+            on_finish=self._on_worker_finished,
+            sync=self.sync,
+        )
+        self.worker = self.job.worker
+        return self.worker
 
     def cancel(self) -> None:
         """Ask the engine to stop; it does within one step, then :attr:`finished` fires with ``"cancelled"``."""

@@ -87,8 +87,6 @@ def prepare_inputs(engine: Any, inputs: Inputs, camera: Camera | None = None) ->
         raise EngineInputError(
             f"engine {engine.name!r} handles {', '.join(engine.modalities)} data, not a {psf.modality} PSF"
         )
-    if engine.needs_psf and psf is None and engine.kind == "reconstruct":
-        raise EngineInputError(f"engine {engine.name!r} needs a PSF ({', '.join(engine.modalities)})")
     if engine.kind == "reconstruct" and engine.output_voxel_size(prepared) is None:
         raise EngineInputError(
             f"the data's voxel size is unknown and engine {engine.name!r} needs it: give (dz, dy, dx) in µm"
