@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from qtpy.QtWidgets import QApplication
 
-    from napari_lfrecon.gui.niiv_zoom import NiivZoomWidget
+    from napari_lfrecon.gui.niiv_zoom_widget import NiivZoomWidget
 
     torch.set_num_threads(args.setup_threads)
     inputs = pick_inputs(args.field)

@@ -1,4 +1,6 @@
-"""niiv interactive zoom: view geometry (pure), then the controller and widget in a real (Xvfb) napari viewer.
+"""niiv interactive zoom in a real (Xvfb) napari viewer: tile placement, the Qt controller and the widget.
+
+The pure geometry and the Qt-free controller are tested in ``test_niiv_zoom_geometry.py``.
 
 The decoder here is a fake analytic field (a smooth function of continuous
 output-voxel coordinates with sub-voxel detail, and an optional delay) so that
@@ -7,7 +9,6 @@ placement can be checked exactly and cancellation / stale dropping observed.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 
@@ -18,17 +19,20 @@ pytest.importorskip("pytestqt")
 
 from napari.layers import Image  # noqa: E402
 
-from napari_lfrecon.gui import niiv_zoom as nz  # noqa: E402
-from napari_lfrecon.gui.niiv_zoom import (  # noqa: E402
+from napari_lfrecon.controllers import niiv_zoom as zoom_controller  # noqa: E402
+from napari_lfrecon.controllers.niiv_zoom_geometry import (  # noqa: E402
     MAX_SAMPLES_PER_VOXEL,
-    NiivZoom,
-    NiivZoomWidget,
+    FieldDecoder,
     OutputGrid,
     ViewState,
     output_grid,
-    plan_passes,
     plan_tile,
 )
+from napari_lfrecon.gui import _napari_compat as compat  # noqa: E402
+from napari_lfrecon.gui import niiv_zoom as nz  # noqa: E402
+from napari_lfrecon.gui import niiv_zoom_widget as nzw  # noqa: E402
+from napari_lfrecon.gui.niiv_zoom import NiivZoom  # noqa: E402
+from napari_lfrecon.gui.niiv_zoom_widget import NiivZoomWidget  # noqa: E402
 
 TIMEOUT_MS = 10_000
 
@@ -68,47 +72,6 @@ class FakeField:
 GRID = OutputGrid(shape=(16, 100, 120), scale=(0.5, 0.2, 0.25), translate=(1.0, 2.0, 3.0))
 
 
-def test_visible_region_and_density_follow_the_camera():
-    # 10 screen px per µm on a 200 × 300 px canvas: 20 µm × 30 µm around the centre.
-    view = ViewState(displayed=(1, 2), slice_world=3.0, center=(12.0, 18.0), zoom=10.0, canvas=(200, 300))
-    plan = plan_tile(GRID, view)
-    zs, ys, xs = plan.positions
-    # rows (y): world [2, 22] → index [0, 100] → clipped to the volume's last cell edge 99.5
-    # cols (x): world [3, 33] → index [0, 120] → clipped to 119.5
-    assert zs.tolist() == [pytest.approx((3.0 - 1.0) / 0.5)]
-    # full: zoom × scale screen px per voxel = 2 samples per voxel along y, 2.5 along x
-    assert np.allclose(np.diff(ys), 1 / 2.0) and np.allclose(np.diff(xs), 1 / 2.5)
-    # The lattice -0.5 + (k + 0.5) * step: the first cell is the one holding index 0 (centre 0.25 resp. 0.1),
-    # the last one ends at the volume's edge.
-    assert ys[0] == pytest.approx(0.25) and ys[-1] == pytest.approx(99.25)
-    assert xs[0] == pytest.approx(0.1) and xs[-1] == pytest.approx(119.3)
-    assert plan.samples_per_voxel == (pytest.approx(2.0), pytest.approx(2.5))
-    assert not plan.clamped
-    # Now centred on the volume's start: only its first quarter-ish is visible.
-    view = ViewState(displayed=(1, 2), slice_world=3.0, center=(2.0, 3.0), zoom=10.0, canvas=(200, 300))
-    _, ys, xs = plan_tile(GRID, view).positions
-    assert ys[0] == pytest.approx(-0.25) and ys[-1] == pytest.approx(49.75)  # y index < (2 + 10 - 2) / 0.2 = 50
-    assert xs[0] == pytest.approx(-0.3) and xs[-1] == pytest.approx(60.1)  # the cell [59.9, 60.3] holds x = 60
-    # At most one sample per screen pixel (+1 for the lattice's partial edge cells).
-    view = ViewState(displayed=(1, 2), slice_world=3.0, center=(12.0, 18.0), zoom=100.0, canvas=(200, 300))
-    plan = plan_tile(GRID, view)
-    assert plan.shape[1] <= 201 and plan.shape[2] <= 301
-    assert plan.shape[1] >= 199 and plan.shape[2] >= 299
-
-
-def test_coarse_is_a_quarter_of_full_per_axis():
-    view = ViewState(displayed=(1, 2), slice_world=3.0, center=(12.0, 18.0), zoom=40.0, canvas=(400, 400))
-    full, coarse = plan_tile(GRID, view), plan_tile(GRID, view, level="coarse")
-    assert coarse.samples_per_voxel[0] == pytest.approx(full.samples_per_voxel[0] / 4)
-    assert coarse.shape[1] == pytest.approx(full.shape[1] / 4, abs=1)
-    assert coarse.shape[2] == pytest.approx(full.shape[2] / 4, abs=1)
-    passes = plan_passes(GRID, view)
-    assert [p.level for p in passes] == ["coarse", "full"]
-    # A tiny view is decoded directly at full density.
-    small = ViewState(displayed=(1, 2), slice_world=3.0, center=(12.0, 18.0), zoom=40.0, canvas=(50, 50))
-    assert [p.level for p in plan_passes(GRID, small)] == ["full"]
-
-
 def test_tile_sits_where_napari_shows_the_field():
     """Tile sample j, placed with the plan's scale/translate, is shown by napari where the field has that value."""
     field = FakeField(shape=GRID.shape)
@@ -129,9 +92,9 @@ def test_tile_sits_where_napari_shows_the_field():
             np.testing.assert_allclose(index, [plan.positions[a][j[a]] for a in range(3)], atol=1e-9)
             assert tile[j] == pytest.approx(field.value(*index), abs=1e-5)
         # The tile's cells tile the visible part of the volume: its augmented extent stays inside the base's.
-        extent = layer._extent_world_augmented if hasattr(layer, "_extent_world_augmented") else None
-        if extent is not None:
-            assert np.all(extent[0] >= base._extent_world_augmented[0] - 1e-9)
+        extent = compat.augmented_world_extent(layer)
+        assert np.all(extent[0] >= compat.augmented_world_extent(base)[0] - 1e-9)
+        assert np.all(extent[1] <= compat.augmented_world_extent(base)[1] + 1e-9)
 
 
 def test_output_grid_of_an_anisotropic_stack_matches_the_niiv_convention():
@@ -152,28 +115,6 @@ def test_output_grid_of_an_anisotropic_stack_matches_the_niiv_convention():
         output_grid((30, 40), (1, 1), (0, 0), (24, 30, 40))
 
 
-def test_pan_keeps_the_sample_lattice():
-    a = plan_tile(GRID, ViewState((1, 2), 3.0, (12.0, 18.0), 37.0, (300, 300)))
-    b = plan_tile(GRID, ViewState((1, 2), 3.0, (12.37, 18.11), 37.0, (300, 300)))
-    common = np.intersect1d(np.round(a.positions[1], 9), np.round(b.positions[1], 9))
-    assert len(common) > 0.8 * len(a.positions[1])  # shared samples sit at identical positions
-
-
-def test_zoom_beyond_the_limit_clamps_and_degenerate_views_give_nothing():
-    view = ViewState((1, 2), 3.0, (12.0, 18.0), 5000.0, (400, 400))  # 1000 px per y voxel
-    plan = plan_tile(GRID, view)
-    assert plan.clamped and plan.samples_per_voxel == (MAX_SAMPLES_PER_VOXEL, MAX_SAMPLES_PER_VOXEL)
-    assert plan.shape[1] < 400  # fewer samples than pixels: napari magnifies the 32× decode
-    assert "32" in nz.clamp_message(plan) and "limit" in nz.clamp_message(plan)
-    for bad in (0.0, -1.0, math.nan, math.inf):
-        assert plan_tile(GRID, ViewState((1, 2), 3.0, (12.0, 18.0), bad, (400, 400))) is None
-    assert plan_tile(GRID, ViewState((1, 2), 3.0, (12.0, 18.0), 10.0, (0, 400))) is None
-    assert plan_tile(GRID, ViewState((1, 2), 100.0, (12.0, 18.0), 10.0, (400, 400))) is None  # slice outside
-    assert plan_tile(GRID, ViewState((1, 2), 3.0, (500.0, 18.0), 10.0, (400, 400))) is None  # looking elsewhere
-    huge = plan_tile(GRID, ViewState((1, 2), 3.0, (12.0, 18.0), 1e4, (100_000, 100_000)))
-    assert max(huge.shape) <= nz.MAX_TILE_SIDE
-
-
 # ============================================================ controller in a viewer
 BASE_SCALE = (0.5, 0.2, 0.25)
 BASE_TRANSLATE = (1.0, 2.0, 3.0)
@@ -188,6 +129,7 @@ def viewer(make_napari_viewer):
 def errors(monkeypatch):
     seen: list[str] = []
     monkeypatch.setattr(nz, "show_error", seen.append)
+    monkeypatch.setattr(nzw, "show_error", seen.append)
     return seen
 
 
@@ -322,7 +264,7 @@ def test_a_burst_of_zooms_makes_few_decodes_and_stale_results_are_dropped(viewer
     # Nothing was shown once a newer request existed (a result is shown only while its generation is current).
     assert [g for _, g in tiles] == current
     assert tiles[-1] == ("full", final_gen)
-    assert zoom.last_plan.key == nz.plan_tile(zoom.grid, zoom.current_view()).key
+    assert zoom.last_plan.key == plan_tile(zoom.grid, zoom.current_view()).key
 
     # A cooperative decoder stops as soon as a newer request exists.
     field.stubborn = False
@@ -373,10 +315,16 @@ def test_detach_cleans_up(viewer, zoom, qtbot):
     tiles = shown_tiles(zoom)
     zoom.attach(viewer, base, field)
     wait_full(qtbot, zoom, tiles)
-    thread = zoom._thread
+    # Detach while a decode is in flight: it is stopped and nothing is left decoding (the worker layer's job ended).
+    field.delay = 2.0
+    before = zoom.gen
+    viewer.scene.camera.zoom *= 1.7
+    qtbot.waitUntil(lambda: zoom.gen > before and zoom.decoding, timeout=TIMEOUT_MS)
+    qtbot.wait(20)
     zoom.detach()
     assert [layer.name for layer in viewer.layers] == ["base"]
-    assert not thread.is_alive()
+    assert not zoom.decoding and field.stopped >= 1
+    field.delay = 0.0
     calls = len(field.calls)
     viewer.scene.camera.zoom *= 2
     viewer.dims.set_current_step(0, 3)
@@ -444,7 +392,7 @@ def test_widget_attaches_to_a_layer_with_niiv_weights(viewer, qtbot, monkeypatch
         built.append((stack.shape, weights, anisotropy))
         return field
 
-    monkeypatch.setattr(nz, "build_field", fake_build)
+    monkeypatch.setattr(nzw, "build_field", fake_build)
     widget = NiivZoomWidget(viewer)
     viewer.window.add_dock_widget(widget, name="niiv zoom")
     viewer.add_image(np.zeros((8, 8, 8), np.float32), name="plain")
@@ -471,14 +419,14 @@ def test_widget_attaches_to_a_layer_with_niiv_weights(viewer, qtbot, monkeypatch
         metadata={"engine": "niiv", "input_layer": "aniso", "params": {"weights": "", "anisotropy": 0}},
     )
     assert widget.layer_combo.findText("aniso [niiv]") >= 0
-    monkeypatch.setattr(nz, "build_field", lambda *a: (_ for _ in ()).throw(ValueError("weights for af 8, not 4")))
+    monkeypatch.setattr(nzw, "build_field", lambda *a: (_ for _ in ()).throw(ValueError("weights for af 8, not 4")))
     widget.layer_combo.setCurrentText("aniso [niiv]")
     widget.live_check.setChecked(True)
     assert not widget.live_check.isChecked() and "af 8" in widget.status_label.text()
     assert errors and "af 8" in errors[-1]
-    assert nz.zoom_source(viewer, viewer.layers["aniso [niiv]"])["anisotropy"] == 4  # 24 planes from 6
+    assert zoom_controller.zoom_source(viewer, viewer.layers["aniso [niiv]"])["anisotropy"] == 4  # 24 planes from 6
     # Removing the followed layer switches live zoom off.
-    monkeypatch.setattr(nz, "build_field", fake_build)
+    monkeypatch.setattr(nzw, "build_field", fake_build)
     widget.layer_combo.setCurrentText("aniso")
     assert widget.start() and widget.live_check.isChecked()
     viewer.layers.remove(stack)
@@ -494,12 +442,12 @@ def test_build_field_from_the_shipped_weights():
         pytest.skip("no shipped niiv weights in this checkout")
     factor = int(niiv.load_model(niiv.shipped_weights_path())[0].config.anisotropy)
     stack = np.random.default_rng(0).random((6, 40, 48)).astype(np.float32)
-    field = nz.build_field(stack, "", factor)
-    assert isinstance(field, nz.FieldDecoder) and field.shape_out == (6 * factor, 40, 48)
+    field = zoom_controller.build_field(stack, "", factor)
+    assert isinstance(field, FieldDecoder) and field.shape_out == (6 * factor, 40, 48)
     with pytest.raises(ValueError, match="anisotropy"):
-        nz.build_field(stack, "", factor + 1)
+        zoom_controller.build_field(stack, "", factor + 1)
     with pytest.raises(ValueError, match="not found"):
-        nz.build_field(stack, "/nonexistent/w.safetensors", factor)
+        zoom_controller.build_field(stack, "/nonexistent/w.safetensors", factor)
 
 
 # ============================================================ a real niiv field
