@@ -15,12 +15,12 @@ niiv weights trained on it (``niiv_weights`` holds their full path).
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .io.resources import sample_dir
 from .psf.model import PSF, PSF_FILE_SUFFIX
 
 #: Names of the shipped samples, with one line saying what each is.
@@ -31,11 +31,6 @@ SAMPLES: dict[str, str] = {
     "anisotropic": "Anisotropic stack (simulated): bubbles and tubes, z 8× coarser than x and y, with niiv weights",
 }
 SAMPLE_NAMES: tuple[str, ...] = tuple(SAMPLES)
-
-
-def sample_dir() -> Path:
-    """The folder holding the shipped sample files."""
-    return Path(str(resources.files("napari_lfrecon") / "sample_data"))
 
 
 def load_sample(name: str) -> dict[str, Any]:

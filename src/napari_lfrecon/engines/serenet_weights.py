@@ -3,19 +3,20 @@
 A weights file (see :mod:`napari_lfrecon.io.weights`) carries the network's
 ``config`` and the ``optics`` of the PSF used in training. Weights only make
 sense for the same optics (views, depths, supersampling, kernels), so loading
-compares them with the PSF at hand and says exactly what differs.
+compares them with the PSF at hand and says exactly what differs (the
+generic matching is :mod:`napari_lfrecon.training.weights`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from ..psf.model import PSF
+from ..training.weights import GEOMETRY_FIELDS, read_weights, write_weights
+from ..training.weights import optics_mismatches as generic_mismatches
+from ..training.weights import optics_signature as generic_signature
+from ..training.weights import weights_header as generic_header
 from .base import EngineInputError
 from .serenet_model import SeReNetConfig, SeReNetNet
 
@@ -36,31 +37,18 @@ MATCHED_OPTICS = (
     "pixels_per_lenslet",
     "supersample",
 )
-_REL_TOLERANCE = 1e-6
 
 
 def shipped_weights_path() -> Path:
     """Where the weights for the shipped LFM sample live (the file may be missing in a source checkout)."""
-    from ..samples import sample_dir
+    from ..io.resources import sample_dir
 
     return sample_dir() / SHIPPED_WEIGHTS_NAME
 
 
-def psf_fingerprint(psf: PSF) -> str:
-    """A short hash of the PSF array (float32 bytes): tells whether two PSFs are the same computation."""
-    data = np.ascontiguousarray(np.asarray(psf.array, dtype=np.float32))
-    return hashlib.sha256(memoryview(data).cast("B")).hexdigest()[:16]
-
-
 def optics_signature(psf: PSF, *, with_hash: bool = True) -> dict[str, Any]:
     """What weights record about the PSF they were trained for (JSON-able); ``with_hash`` adds the array's hash."""
-    signature: dict[str, Any] = {k: psf.optics.get(k) for k in MATCHED_OPTICS}
-    signature["z_planes_um"] = [float(z) for z in psf.z_planes_um]
-    signature["psf_shape"] = [int(n) for n in psf.array.shape]
-    signature["voxel_size_um"] = [float(v) for v in psf.voxel_size]
-    if with_hash:
-        signature["psf_sha256_16"] = psf_fingerprint(psf)
-    return signature
+    return generic_signature(psf, MATCHED_OPTICS, with_hash=with_hash)
 
 
 def optics_mismatches(expected: dict[str, Any], psf: PSF) -> list[str]:
@@ -70,43 +58,17 @@ def optics_mismatches(expected: dict[str, Any], psf: PSF) -> list[str]:
     another machine may differ in the last bits; everything physical is.
     """
     given = optics_signature(psf, with_hash=False)  # hashing a large PSF costs ~1 s per call
-    problems = []
-    for key in (*MATCHED_OPTICS, "psf_shape", "z_planes_um"):
-        want, have = expected.get(key), given.get(key)
-        if not _close(want, have):
-            problems.append(f"{key}: weights expect {want}, the PSF has {have}")
-    return problems
-
-
-def _close(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is b
-    try:
-        x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    except (TypeError, ValueError):
-        return a == b
-    if x.shape != y.shape:
-        return False
-    return bool(np.all(np.abs(x - y) <= _REL_TOLERANCE * np.maximum(np.abs(x), np.abs(y)) + 1e-12))
+    return generic_mismatches(expected, given, (*MATCHED_OPTICS, *GEOMETRY_FIELDS))
 
 
 def weights_header(config: SeReNetConfig, psf: PSF, training: dict[str, Any]) -> dict[str, Any]:
     """The JSON header of a SeReNet weights file."""
-    return {
-        "engine": ENGINE_NAME,
-        "version": WEIGHTS_VERSION,
-        "config": config.to_dict(),
-        "optics": optics_signature(psf),
-        "training": training,
-        "torch": torch.__version__,
-    }
+    return generic_header(ENGINE_NAME, WEIGHTS_VERSION, config.to_dict(), training, optics=optics_signature(psf))
 
 
 def save_model(path: str | Path, model: SeReNetNet, psf: PSF, training: dict[str, Any]) -> Path:
     """Write ``model`` as SeReNet weights for ``psf``'s optics."""
-    from ..io.weights import save_weights
-
-    return save_weights(path, model.state_dict(), weights_header(model.config, psf, training))
+    return write_weights(path, model, weights_header(model.config, psf, training))
 
 
 def load_model(path: str | Path, psf: PSF | None = None) -> tuple[SeReNetNet, dict[str, Any]]:
@@ -114,17 +76,7 @@ def load_model(path: str | Path, psf: PSF | None = None) -> tuple[SeReNetNet, di
 
     Raises :class:`EngineInputError` naming what the weights expect and what was given.
     """
-    from ..io.weights import load_weights
-
-    try:
-        tensors, header = load_weights(path, engine=ENGINE_NAME)
-    except ValueError as exc:
-        raise EngineInputError(str(exc)) from exc
-    if int(header.get("version", -1)) != WEIGHTS_VERSION:
-        raise EngineInputError(
-            f"{path}: SeReNet weights version {header.get('version')} cannot be read by this version "
-            f"(expects {WEIGHTS_VERSION}); retrain with `lfrecon train serenet`"
-        )
+    tensors, header = read_weights(path, engine=ENGINE_NAME, version=WEIGHTS_VERSION, retrain="lfrecon train serenet")
     if psf is not None:
         problems = optics_mismatches(header.get("optics", {}), psf)
         if problems:
