@@ -15,7 +15,6 @@ niiv weights trained on it (``niiv_weights`` holds their full path).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
