@@ -12,8 +12,6 @@ import torch.nn.functional as F
 from napari_lfrecon.engines import get
 from napari_lfrecon.engines.base import DataDescription, EngineInputError, Inputs, make_params
 from napari_lfrecon.engines.niiv import (
-    NiivTrainer,
-    build_config,
     gaussian_kernel,
     load_model,
     resolve_anisotropy,
@@ -22,6 +20,7 @@ from napari_lfrecon.engines.niiv import (
 )
 from napari_lfrecon.engines.niiv_field import NiivField, check_stack, denormalise, intensity_range, normalise
 from napari_lfrecon.engines.niiv_model import _NEIGHBOURS, NiivConfig, NiivNet, positional_encoding, slot_rotation
+from napari_lfrecon.engines.niiv_train import NiivTrainer, build_config
 
 AF = 4
 TINY = NiivConfig(features=8, blocks=1, attn_dim=4, mlp_width=16, mlp_depth=2, anisotropy=AF)
@@ -344,7 +343,7 @@ def test_niiv_engine_streams_cancels_and_sets_the_voxel_size(tmp_path):
     kinds = [u.kind for u in updates]
     assert kinds[-1] == "result" and kinds.count("progress") > 3
     assert "from the voxel size dz/dx = 0.8/0.2 = 4 (rounded)" in updates[0].message
-    assert updates[-1].data.shape == (24, 24, 24)
+    assert updates[-1].data.data.shape == (24, 24, 24)
     assert engine.output_voxel_size(inputs) == pytest.approx((0.8 * 4 / 24, 0.2, 0.2))
     _, cancelled = run_engine(
         "niiv", Inputs(stack, voxel_size=(0.8, 0.2, 0.2)), stop=lambda: True, weights=str(weights)

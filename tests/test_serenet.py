@@ -13,7 +13,7 @@ from scipy.special import logsumexp
 from napari_lfrecon import reconstruct
 from napari_lfrecon.engines import get
 from napari_lfrecon.engines.base import EngineInputError, Inputs, make_params
-from napari_lfrecon.engines.serenet import _Trainer, network_input, predict_volume, psf_view_shifts
+from napari_lfrecon.engines.serenet import network_input, predict_volume, psf_view_shifts
 from napari_lfrecon.engines.serenet_data import estimate_view_shifts, registration_corrections
 from napari_lfrecon.engines.serenet_loss import log_factorial_stirling, nll_mpg
 from napari_lfrecon.engines.serenet_model import (
@@ -26,6 +26,7 @@ from napari_lfrecon.engines.serenet_model import (
     upsample_planes,
     view_shifts_lenslets,
 )
+from napari_lfrecon.engines.serenet_train import SeReNetTrainer
 from napari_lfrecon.engines.serenet_weights import load_model, save_model
 from napari_lfrecon.io.weights import load_weights, read_header, save_weights
 from napari_lfrecon.physics.phase_space import PhaseSpaceLF
@@ -281,14 +282,14 @@ def _train_params(tmp_path, **kw):
 
 def test_loss_decreases_on_a_tiny_problem(tiny_psf: PSF, tiny_frames: np.ndarray, tmp_path) -> None:
     params = _train_params(tmp_path, steps=10, view_dropout=0.0, lr=5e-3)
-    trainer = _Trainer(Inputs(tiny_frames, tiny_psf), params, torch.device("cpu"))
+    trainer = SeReNetTrainer(Inputs(tiny_frames, tiny_psf), params, torch.device("cpu"))
     losses = [trainer.train_step() for _ in range(params.steps)]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
 
 
 def test_training_with_view_mixing_reduces_the_loss(tiny_psf: PSF, tiny_frames: np.ndarray, tmp_path) -> None:
     params = _train_params(tmp_path, steps=10, view_dropout=0.0, lr=5e-3, view_mix=4)
-    trainer = _Trainer(Inputs(tiny_frames, tiny_psf), params, torch.device("cpu"))
+    trainer = SeReNetTrainer(Inputs(tiny_frames, tiny_psf), params, torch.device("cpu"))
     assert isinstance(trainer.model.trunk[0], ViewMix)
     losses = [trainer.train_step() for _ in range(params.steps)]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
@@ -319,7 +320,7 @@ def test_crops_without_an_interior_are_refused(tiny_psf: PSF, tiny_frames: np.nd
     margin = tiny_psf.array.shape[-1] // (2 * 3)
     params = _train_params(tmp_path, crop_lenslets=2 * margin + 1)
     with pytest.raises(EngineInputError, match="no interior"):
-        _Trainer(Inputs(tiny_frames, tiny_psf), params, torch.device("cpu"))
+        SeReNetTrainer(Inputs(tiny_frames, tiny_psf), params, torch.device("cpu"))
 
 
 def test_closing_the_training_generator_keeps_the_checkpoint(tiny_psf: PSF, tiny_frames: np.ndarray, tmp_path):

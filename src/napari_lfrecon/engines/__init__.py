@@ -22,9 +22,13 @@ def _load_builtins() -> None:
         _BUILTINS_LOADED = True
         from . import (
             bead_fit,  # noqa: F401  (registers bead-fit)
-            niiv,  # noqa: F401  (registers niiv and niiv-train)
+            calibrate_lightfield,  # noqa: F401  (registers lightfield-calibrate)
+            calibrate_xlfm,  # noqa: F401  (registers xlfm-calibrate)
+            niiv,  # noqa: F401  (registers niiv)
+            niiv_train,  # noqa: F401  (registers niiv-train)
             rl,  # noqa: F401  (registers itself)
-            serenet,  # noqa: F401  (registers serenet and serenet-train)
+            serenet,  # noqa: F401  (registers serenet)
+            serenet_train,  # noqa: F401  (registers serenet-train)
         )
 
 
@@ -32,6 +36,15 @@ def available(kind: str | None = None) -> list[str]:
     """Names of the registered engines, sorted; with ``kind`` (e.g. ``"reconstruct"``) only engines of that kind."""
     _load_builtins()
     return sorted(name for name, cls in _REGISTRY.items() if kind is None or cls.kind == kind)
+
+
+def trainer_for(engine_name: str) -> str | None:
+    """The registered training engine that writes weights for ``engine_name`` (its ``trains``), if any."""
+    _load_builtins()
+    for name in sorted(_REGISTRY):
+        if _REGISTRY[name].trains == engine_name:
+            return name
+    return None
 
 
 def get(name: str) -> Engine:
@@ -54,4 +67,5 @@ __all__ = [
     "param",
     "param_specs",
     "register",
+    "trainer_for",
 ]

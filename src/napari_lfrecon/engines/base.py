@@ -10,9 +10,11 @@ through :mod:`napari_lfrecon.jobs.runner`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from ..jobs.params import make_params, param, param_specs
@@ -26,6 +28,9 @@ from ..jobs.protocol import (
     UpdateKind,
     Volume,
 )
+
+#: Float32 copies of (input + output) the default memory model assumes an engine holds at its peak.
+DEFAULT_MEMORY_COPIES = 8
 
 
 class Engine:
@@ -42,6 +47,11 @@ class Engine:
     Params: ClassVar[type] = object
     #: The :class:`Inputs` type ``run`` takes (``TrainInputs`` for trainers, ``CalibrateInputs`` for calibrations).
     inputs_type: ClassVar[type[Inputs]] = Inputs
+    #: For training engines: the name of the engine whose weights this one writes (e.g. ``"niiv"``).
+    trains: ClassVar[str | None] = None
+    #: For training engines: the kinds of data it learns from (``"stacks"``, ``"raw-frames"``, ``"simulated"``,
+    #: ``"pairs"``; see :mod:`napari_lfrecon.training.data`).
+    data_kinds: ClassVar[tuple[str, ...]] = ()
 
     def run(
         self,
@@ -62,6 +72,32 @@ class Engine:
         if inputs.psf is not None:
             return inputs.psf.voxel_size
         return inputs.voxel_size
+
+    # The three methods below let the batch runner plan chunked runs without running the engine. Their
+    # ``inputs.data`` may be a placeholder of one frame's (or tile's) shape: read its shape, never its values.
+
+    def output_shape(self, inputs: Inputs, params: Any) -> tuple[int, ...] | None:
+        """The shape of the volume ``run`` returns for one frame of ``inputs.data.shape``; ``None``: not known."""
+        return None
+
+    def halo(self, inputs: Inputs, params: Any) -> tuple[int, ...] | None:
+        """Voxels of context per axis a spatial tile of ``inputs.data`` needs around its core.
+
+        ``None`` (the default, always safe): the engine needs whole frames and
+        is never cut into tiles (a time series is still cut into frames).
+        Tiles are used only when the output lies on the input's grid.
+        """
+        return None
+
+    def memory_bytes(self, inputs: Inputs, params: Any) -> int:
+        """Rough peak bytes of one run on a frame (or tile) of ``inputs.data.shape`` (batch memory budgets).
+
+        The default counts float32 copies of input and output plus the PSF array.
+        """
+        frame = math.prod(np.shape(inputs.data))
+        volume = math.prod(self.output_shape(inputs, params) or np.shape(inputs.data))
+        psf_bytes = int(inputs.psf.array.nbytes) if getattr(inputs.psf, "array", None) is not None else 0
+        return DEFAULT_MEMORY_COPIES * 4 * (frame + volume) + psf_bytes
 
 
 __all__ = [
