@@ -217,7 +217,7 @@ def test_cli_lightfield_refuses_optics_that_contradict_the_pitch(tmp_path, capsy
 
 
 def test_napari_lf_metadata_is_read_in_micrometres(tmp_path):
-    from napari_lfrecon.cli_calibrate import read_lightfield_metadata, z_planes
+    from napari_lfrecon.io.calibration_files import read_lightfield_metadata, z_planes
 
     document = {
         "calibrate": {

@@ -571,10 +571,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    """``lfrecon calibrate bead|lightfield``: see :mod:`.cli_calibrate`."""
+    """``lfrecon calibrate bead|lightfield|xlfm``: see :mod:`.cli_calibrate` (which never imports this module)."""
     from .cli_calibrate import cmd_calibrate as run_calibrate
 
-    return run_calibrate(args)
+    return run_calibrate(args, progress=ProgressBar())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

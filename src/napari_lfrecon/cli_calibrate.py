@@ -1,61 +1,48 @@
 """``lfrecon calibrate bead|lightfield|xlfm``: the calibration sub-commands (no Qt, no napari).
 
 Kept out of :mod:`.cli` so that file only gains a parser hook and a dispatch
-entry. Each command computes everything first and writes its files only at
-the end, each to a temporary name renamed into place once all are written
-(:func:`write_atomically`), so a bad input leaves nothing half-written; with
-``--json`` the last stdout line is one JSON object.
-
-The helpers that turn a calibration into files and the optics it implies
-(:func:`read_lightfield_metadata`, :func:`implied_lfm_optics`,
-:func:`lightfield_summary`, :func:`write_lightfield_calibration`,
-:func:`write_xlfm_calibration`) are shared with the Calibrate widget, so the
-widget and the command write the same files.
-
-Light-field PSF and the measured pitch: rectification resamples the sensor so
-that one lenslet pitch is exactly ``Nnum`` pixels, so the rectified pixel is
-``lenslet_pitch / Nnum`` at the lenslet plane whatever the camera pixel and
-relay are. The implied LFM PSF therefore uses ``camera_pixel_um =
-lenslet_pitch / Nnum``; the measured pitch (in camera pixels) fixes the
-*effective* relay magnification ``pitch_px · camera_pixel / lenslet_pitch``,
-which is reported next to the nominal one.
+entry; it never imports :mod:`.cli` (the progress bar is handed in). The light-field and
+XLFM calibrations run as the ``lightfield-calibrate`` and ``xlfm-calibrate``
+engines through :func:`napari_lfrecon.jobs.run_job`; the files they write come
+from :mod:`napari_lfrecon.io.calibration_files` (shared with the Calibrate
+widget). Each command computes everything first and writes its files only at
+the end, all or nothing; with ``--json`` the last stdout line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .io.calibration_files import (
+    DEFAULT_SUPERSAMPLE,
+    DEFAULT_Z_RANGE_UM,
+    DEFAULT_Z_STEP_UM,
+    LF_CALIBRATION_SUFFIX,
+    LFM_OPTICS_KEYS,
+    XLFM_CALIBRATION_SUFFIX,
+    implied_lfm_optics,
+    lightfield_paths,
+    lightfield_summary,
+    read_lightfield_metadata,
+    read_xlfm_optics,
+    write_lightfield_calibration,
+    write_xlfm_calibration,
+    z_planes,
+)
 from .psf.model import PSF_FILE_SUFFIX
 
-#: Suffix of a light-field calibration file (JSON: grid, optics, notes).
-LF_CALIBRATION_SUFFIX = ".lfcal.json"
-#: Suffix of an XLFM calibration file (JSON: view centres, view size, notes).
-XLFM_CALIBRATION_SUFFIX = ".xlfmcal.json"
-#: Relative pitch disagreement above which the optics are taken to contradict the measurement (an error).
-PITCH_CONTRADICTION = 0.10
-#: Default depths of the implied LFM PSF (µm): the GUV data set's 15 slices of 1 µm around focus.
-DEFAULT_Z_RANGE_UM = (-7.0, 7.0)
-DEFAULT_Z_STEP_UM = 1.0
-#: Default volume voxels per lenslet pitch for the implied LFM PSF (the GUV data set's choice).
-DEFAULT_SUPERSAMPLE = 3
-#: The optics an LFM PSF needs, by the CLI's names (see :func:`implied_lfm_optics`).
-LFM_OPTICS_KEYS = (
-    "lenslet_pitch_um",
-    "lenslet_focal_um",
-    "camera_pixel_um",
-    "magnification",
-    "na",
-    "wavelength_um",
-    "immersion_index",
-)
+#: A progress display: ``progress(fraction in [0, 1], message)``.
+Progress = Callable[[float, str], None]
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    """The progress display when the caller gives none."""
 
 
 def add_calibrate_parser(sub: Any) -> None:
@@ -134,13 +121,29 @@ def add_calibrate_parser(sub: Any) -> None:
     xl.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
 
 
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    """Dispatch ``lfrecon calibrate KIND``."""
+def cmd_calibrate(args: argparse.Namespace, progress: Progress | None = None) -> int:
+    """Dispatch ``lfrecon calibrate KIND``; ``progress(fraction, message)`` draws the progress (the CLI's bar)."""
+    bar = progress or _no_progress
     if args.calibrate_kind == "bead":
-        return _calibrate_bead(args)
+        return _calibrate_bead(args, bar)
     if args.calibrate_kind == "xlfm":
-        return _calibrate_xlfm(args)
-    return _calibrate_lightfield(args)
+        return _calibrate_xlfm(args, bar)
+    return _calibrate_lightfield(args, bar)
+
+
+def _run_engine(name: str, inputs: Any, bar: Progress, **params: Any) -> Any:
+    """Run calibration engine ``name`` to completion through the one runner, drawing its progress."""
+    from . import engines
+    from .device import select_device
+    from .jobs import make_params, run_job
+
+    engine = engines.get(name)
+
+    def show(update: Any) -> None:
+        if update.kind == "progress":
+            bar(update.fraction, update.message)
+
+    return run_job(engine, inputs, make_params(engine.Params, params), device=select_device(None), on_update=show)
 
 
 def _read(path: str) -> tuple[np.ndarray, tuple[float, float, float] | None]:
@@ -150,7 +153,7 @@ def _read(path: str) -> tuple[np.ndarray, tuple[float, float, float] | None]:
     return np.asarray(image.data), image.voxel_size
 
 
-def _calibrate_bead(args: argparse.Namespace) -> int:
+def _calibrate_bead(args: argparse.Namespace, bar: Progress) -> int:
     from .psf.calibrate_bead import DEFAULT_MODES, calibrate_bead_stream
 
     stack, file_voxel = _read(args.stack)
@@ -170,9 +173,6 @@ def _calibrate_bead(args: argparse.Namespace) -> int:
         psf.save(out)
         summary: dict[str, Any] = {"psf": str(out), "shape": list(psf.array.shape), "voxel_size": list(psf.voxel_size)}
     else:
-        from .cli import ProgressBar
-
-        bar = ProgressBar()
         calibration = None
         for update in calibrate_bead_stream(
             stack,
@@ -204,229 +204,15 @@ def _calibrate_bead(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- shared helpers
-def write_atomically(writers: list[tuple[Path, Callable[[Path], Any]]]) -> list[Path]:
-    """Run each ``writer(temporary_path)`` and, only when all succeeded, rename every file into place.
-
-    On any failure the temporary files are removed and the exception propagates:
-    no destination is touched unless every file could be written.
-    """
-    written: list[tuple[Path, Path]] = []
-    try:
-        for final, writer in writers:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            temporary = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-            written.append((temporary, final))
-            writer(temporary)
-    except BaseException:
-        for temporary, _ in written:
-            temporary.unlink(missing_ok=True)
-        raise
-    for temporary, final in written:
-        os.replace(temporary, final)
-    return [final for _, final in written]
-
-
-#: napari-LF metadata keys → our optics names (and a unit factor to µm where needed).
-_METADATA_KEYS = {
-    "ulens_pitch": "lenslet_pitch_um",
-    "ulens_focal_length": "lenslet_focal_um",
-    "pixel_size": "camera_pixel_um",
-    "objective_magnification": "magnification",
-    "objective_na": "na",
-    "center_wavelength": "wavelength_um",
-    "medium_index": "immersion_index",
-    "supersample": "supersample",
-}
-#: A wavelength above this is taken to be in nanometres (napari-LF writes 593 for 593 nm).
-_WAVELENGTH_NM_ABOVE = 20.0
-
-
-def read_lightfield_metadata(path: str | Path) -> dict[str, Any]:
-    """Optics (and frame file names, PSF depths) from a napari-LF style ``metadata.txt`` (JSON).
-
-    Returns our names: ``lenslet_pitch_um``, ``lenslet_focal_um``,
-    ``camera_pixel_um``, ``magnification``, ``na``, ``wavelength_um`` (nm
-    converted to µm), ``immersion_index``, ``supersample``, ``z_planes_um``
-    (from ``num_slices``, ``um_per_slice``, ``z_center``) and, when named,
-    ``radiometry_file`` / ``dark_file`` / ``lightfield_file``.
-    """
-    path = Path(path)
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable JSON metadata file ({exc})") from exc
-    section = document.get("calibrate") if isinstance(document, dict) else None
-    if not isinstance(section, dict):
-        raise ValueError(f"{path} has no 'calibrate' section; expected a napari-LF metadata.txt")
-    optics: dict[str, Any] = {}
-    for key, name in _METADATA_KEYS.items():
-        value = section.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            optics[name] = float(value)
-    if "wavelength_um" in optics and optics["wavelength_um"] > _WAVELENGTH_NM_ABOVE:
-        optics["wavelength_um"] /= 1000.0
-    if "supersample" in optics:
-        optics["supersample"] = int(optics["supersample"])
-    slices, step = section.get("num_slices"), section.get("um_per_slice")
-    if isinstance(slices, int) and slices > 0 and isinstance(step, (int, float)) and step > 0:
-        centre = float(section.get("z_center", 0.0) or 0.0)
-        optics["z_planes_um"] = [centre + (i - (slices - 1) / 2) * float(step) for i in range(slices)]
-    for key, name in (("radiometry_frame_file", "radiometry_file"), ("dark_frame_file", "dark_file")):
-        if section.get(key):
-            optics[name] = str(section[key])
-    rectify = document.get("rectify", {})
-    if isinstance(rectify, dict) and rectify.get("input_file"):
-        optics["lightfield_file"] = str(rectify["input_file"])
-    return optics
-
-
-def check_pitch(calibration: Any, optics: dict[str, Any]) -> float | None:
-    """Nominal pitch (px) from the optics; ``ValueError`` when it contradicts the measured pitch by > 10 %.
-
-    Smaller disagreements are only noted by the calibration (the measured pitch is used).
-    """
-    from .psf.calibrate_lightfield import nominal_pitch_px
-
-    pitch, pixel = optics.get("lenslet_pitch_um"), optics.get("camera_pixel_um")
-    if not pitch or not pixel:
-        return None
-    nominal = nominal_pitch_px(pitch, pixel, float(optics.get("relay_magnification") or 1.0))
-    ratio = calibration.pitch_px / nominal
-    if abs(ratio - 1) > PITCH_CONTRADICTION:
-        raise ValueError(
-            f"the optics contradict the measured lenslet grid: measured pitch {calibration.pitch_px:.3f} px, "
-            f"expected {nominal:.3f} px from lenslet pitch {pitch:g} µm / ({pixel:g} µm camera pixel ÷ relay "
-            f"{float(optics.get('relay_magnification') or 1.0):g}); check the lenslet pitch, camera pixel and "
-            "relay magnification"
-        )
-    return nominal
-
-
-def implied_lfm_optics(
-    calibration: Any, nnum: int, optics: dict[str, Any], supersample: int = DEFAULT_SUPERSAMPLE
-) -> Any:
-    """The :class:`~napari_lfrecon.psf.lfm.LFMOptics` of the rectified light field, or ``None`` if optics are missing.
-
-    The rectified pixel is ``lenslet_pitch / nnum`` (the measured pitch was
-    resampled to exactly ``nnum`` pixels), so that is the camera pixel the PSF uses.
-    """
-    from .psf.lfm import LFMOptics
-
-    if any(not optics.get(k) for k in LFM_OPTICS_KEYS):
-        return None
-    return LFMOptics(
-        magnification=float(optics["magnification"]),
-        na=float(optics["na"]),
-        immersion_index=float(optics["immersion_index"]),
-        wavelength_um=float(optics["wavelength_um"]),
-        lenslet_pitch_um=float(optics["lenslet_pitch_um"]),
-        lenslet_focal_um=float(optics["lenslet_focal_um"]),
-        camera_pixel_um=float(optics["lenslet_pitch_um"]) / int(nnum),
-        pixels_per_lenslet=int(nnum),
-        supersample=int(supersample),
-    )
-
-
-def lightfield_summary(calibration: Any, nnum: int, optics: dict[str, Any]) -> dict[str, Any]:
-    """The JSON summary of a light-field calibration: grid, optics and what was measured vs nominal."""
-    summary = calibration.to_dict()
-    summary["pixels_per_lenslet"] = int(nnum)
-    summary["optics"] = {k: v for k, v in optics.items() if v is not None and not k.endswith("_file")}
-    pitch, pixel = optics.get("lenslet_pitch_um"), optics.get("camera_pixel_um")
-    comparison: dict[str, Any] = {"pitch_px": {"measured": calibration.pitch_px, "nominal": None}}
-    if pitch:
-        # The rectified pixel is the lenslet pitch divided by the tile size (what an LFM PSF must use).
-        summary["rectified_pixel_um"] = pitch / nnum
-    if pitch and pixel:
-        relay = float(optics.get("relay_magnification") or 1.0)
-        comparison["pitch_px"]["nominal"] = pitch * relay / pixel
-        comparison["relay_magnification"] = {"measured": calibration.pitch_px * pixel / pitch, "nominal": relay}
-    summary["measured_vs_nominal"] = comparison
-    return summary
-
-
-def lightfield_paths(prefix: Path) -> dict[str, Path]:
-    """Where a light-field calibration with output ``prefix`` writes each file."""
-    return {
-        "calibration": prefix.with_name(prefix.name + LF_CALIBRATION_SUFFIX),
-        "rectified": prefix.with_name(prefix.name + "_rectified.tif"),
-        "views": prefix.with_name(prefix.name + "_views.tif"),
-        "psf": prefix.with_name(prefix.name + PSF_FILE_SUFFIX),
-    }
-
-
-def write_lightfield_calibration(
-    prefix: str | Path, summary: dict[str, Any], rectified: np.ndarray, views: np.ndarray, psf: Any = None
-) -> list[Path]:
-    """Write the calibration JSON, the rectified frame, the views and (when given) the PSF, all or nothing."""
-    from .io.tiff import write_tiff
-
-    paths = lightfield_paths(Path(prefix))
-    summary = dict(summary)
-    if psf is not None:
-        summary["psf"] = str(paths["psf"])
-    text = json.dumps(summary, indent=2)
-    writers: list[tuple[Path, Callable[[Path], Any]]] = [
-        (paths["calibration"], lambda p: p.write_text(text)),
-        (paths["rectified"], lambda p: write_tiff(p, rectified, metadata={"lightfield_calibration": summary})),
-        (paths["views"], lambda p: write_tiff(p, views, axes="AYX", metadata={"lightfield_calibration": summary})),
-    ]
-    if psf is not None:
-        writers.append((paths["psf"], psf.save))
-    return write_atomically(writers)
-
-
-def xlfm_paths(prefix: Path) -> dict[str, Path]:
-    """Where an XLFM calibration with output ``prefix`` writes each file."""
-    return {
-        "calibration": prefix.with_name(prefix.name + XLFM_CALIBRATION_SUFFIX),
-        "views": prefix.with_name(prefix.name + "_views.tif"),
-    }
-
-
-def write_xlfm_calibration(prefix: str | Path, summary: dict[str, Any], views: np.ndarray) -> list[Path]:
-    """Write the XLFM calibration JSON and the cropped views ``(A, h, w)``, all or nothing."""
-    from .io.tiff import write_tiff
-
-    paths = xlfm_paths(Path(prefix))
-    text = json.dumps(summary, indent=2)
-    return write_atomically(
-        [
-            (paths["calibration"], lambda p: p.write_text(text)),
-            (paths["views"], lambda p: write_tiff(p, views, axes="AYX", metadata={"xlfm_calibration": summary})),
-        ]
-    )
-
-
-def z_planes(z_range: Any, z_step: float | None, fallback: Any = None) -> np.ndarray:
-    """PSF depths from ``--z-range``/``--z-step`` (inclusive ends), else ``fallback``, else the GUV default."""
-    if z_range is None and z_step is None and fallback is not None:
-        return np.asarray(fallback, dtype=np.float64)
-    low, high = z_range if z_range is not None else DEFAULT_Z_RANGE_UM
-    step = DEFAULT_Z_STEP_UM if z_step is None else float(z_step)
-    if step <= 0 or high < low:
-        raise ValueError(f"expected --z-range LOW HIGH with LOW ≤ HIGH and a positive --z-step; got {z_range} {step}")
-    count = int(math.floor((high - low) / step + 1e-9)) + 1
-    return low + step * np.arange(count, dtype=np.float64)
-
-
 # --------------------------------------------------------------------------- light field
-def _calibrate_lightfield(args: argparse.Namespace) -> int:
+def _calibrate_lightfield(args: argparse.Namespace, bar: Progress) -> int:
+    from .jobs import CalibrateInputs
     from .physics.lightfield import raw_to_views
-    from .psf.calibrate_lightfield import calibrate_lightfield, rectify
+    from .psf.calibrate_lightfield import rectify
 
     raw, _ = _read(args.lightfield)
     radiometry, _ = _read(args.radiometry)
     dark = _read(args.dark)[0] if args.dark else None
-    if raw.ndim != 2:
-        raise ValueError(f"{args.lightfield} has shape {raw.shape}; expected one raw light-field frame (Y, X)")
-    if radiometry.shape != raw.shape:
-        raise ValueError(
-            f"the radiometry frame is {radiometry.shape} but the light field is {raw.shape}; expected the same size"
-        )
-    if dark is not None and dark.shape != raw.shape:
-        raise ValueError(f"the dark frame is {dark.shape} but the light field is {raw.shape}; expected the same size")
     meta = read_lightfield_metadata(args.metadata) if args.metadata else {}
     flags = {
         "lenslet_pitch_um": args.lenslet_pitch,
@@ -440,11 +226,9 @@ def _calibrate_lightfield(args: argparse.Namespace) -> int:
     }
     optics = {k: v for k, v in meta.items() if k in LFM_OPTICS_KEYS}
     optics.update({k: v for k, v in flags.items() if v is not None})
-    calibration = calibrate_lightfield(radiometry, dark)
-    nominal = check_pitch(calibration, optics)
-    if nominal is not None:
-        # re-run the comparison through the library so its note (if any) is the standard one
-        calibration = calibrate_lightfield(radiometry, dark, nominal_pitch_px=nominal)
+    frames = {"radiometry": radiometry} if dark is None else {"radiometry": radiometry, "dark": dark}
+    inputs = CalibrateInputs(data=raw, optics=optics, frames=frames)
+    calibration = _run_engine("lightfield-calibrate", inputs, bar)
     nnum = args.pixels_per_lenslet or calibration.pixels_per_lenslet()
     rectified = rectify(raw, calibration, pixels_per_lenslet=nnum, dark=dark)
     views = raw_to_views(rectified, nnum)
@@ -453,11 +237,9 @@ def _calibrate_lightfield(args: argparse.Namespace) -> int:
     supersample = args.supersample or int(meta.get("supersample", DEFAULT_SUPERSAMPLE))
     lfm_optics = None if args.no_psf else implied_lfm_optics(calibration, nnum, optics, supersample)
     if lfm_optics is not None:
-        from .cli import ProgressBar
         from .psf.lfm import lfm_psf
 
         depths = z_planes(args.z_range, args.z_step, meta.get("z_planes_um"))
-        bar = ProgressBar()
         psf = lfm_psf(lfm_optics, depths, progress=lambda f: bar(f, "LFM PSF"))
         psf.optics["lightfield_calibration"] = {
             k: summary[k] for k in ("pitch_px", "rotation_deg", "offset_px", "measured_vs_nominal")
@@ -486,35 +268,16 @@ def _calibrate_lightfield(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- XLFM
-def read_xlfm_optics(path: str | Path) -> Any:
-    """Nominal :class:`~napari_lfrecon.psf.xlfm.XLFMOptics` from an XLFM PSF file or a JSON file of its fields."""
-    from .psf.calibrate_xlfm import xlfm_optics_from_dict
-    from .psf.model import PSF
-
-    path = Path(path)
-    if path.name.endswith(".safetensors"):
-        psf = PSF.load(path)
-        if psf.modality != "xlfm":
-            raise ValueError(f"{path} is a {psf.modality} PSF; expected an XLFM PSF for --optics")
-        return xlfm_optics_from_dict(psf.optics, psf.arrays.get("centres"))
-    try:
-        values = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is neither an XLFM PSF file nor a JSON optics file ({exc})") from exc
-    return xlfm_optics_from_dict(values)
-
-
-def _calibrate_xlfm(args: argparse.Namespace) -> int:
-    from .psf.calibrate_xlfm import calibrate_xlfm
+def _calibrate_xlfm(args: argparse.Namespace, bar: Progress) -> int:
+    from .engines.calibrate_xlfm import OPTICS_OBJECT_KEY
+    from .jobs import CalibrateInputs
 
     image, _ = _read(args.image)
-    if image.ndim != 2:
-        raise ValueError(f"{args.image} has shape {image.shape}; expected one XLFM frame (Y, X)")
     dark = _read(args.dark)[0] if args.dark else None
-    optics = read_xlfm_optics(args.optics) if args.optics else None
-    calibration = calibrate_xlfm(
-        image, dark=dark, optics=optics, view_size=tuple(args.view_size) if args.view_size else None
-    )
+    optics = {OPTICS_OBJECT_KEY: read_xlfm_optics(args.optics)} if args.optics else {}
+    view = {"view_height": args.view_size[0], "view_width": args.view_size[1]} if args.view_size else {}
+    inputs = CalibrateInputs(data=image, optics=optics, frames={} if dark is None else {"dark": dark})
+    calibration = _run_engine("xlfm-calibrate", inputs, bar, **view)
     source = image if dark is None else np.asarray(image, np.float64) - np.asarray(dark, np.float64)
     views = calibration.crop(source)
     summary = calibration.to_dict()

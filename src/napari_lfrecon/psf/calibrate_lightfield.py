@@ -28,12 +28,13 @@ then gives the angular views.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..jobs.protocol import Update
 from ..physics.lightfield import raw_to_views
 
 #: Relative disagreement between measured and nominal pitch that is reported.
@@ -210,7 +211,11 @@ def _refine_frequency(image: np.ndarray, k: np.ndarray, blocks: int) -> tuple[np
     return k_new, float(phi0)
 
 
-def calibrate_lightfield(
+#: Passes of the lattice fit per fundamental frequency (two passes reach ~1e-4 px; the third confirms).
+REFINE_PASSES = 3
+
+
+def calibrate_lightfield_stream(
     radiometry: np.ndarray,
     dark: np.ndarray | None = None,
     *,
@@ -218,11 +223,13 @@ def calibrate_lightfield(
     min_period: float = 4.0,
     max_period: float = 64.0,
     blocks: int = 4,
-) -> LightFieldCalibration:
-    """Measure the lenslet grid (pitch, rotation, offset) from a radiometry frame (and its dark frame).
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Iterator[Update]:
+    """:func:`calibrate_lightfield` as a stream: ``progress`` after the spectrum and each lattice-fit pass.
 
-    ``nominal_pitch_px`` (from the optics) is only compared with the result;
-    a relative disagreement above 1 % is written into ``notes``.
+    The last update is ``result`` with the :class:`LightFieldCalibration`.
+    ``should_stop()`` is checked before every step; when it returns True the
+    stream ends without a result.
     """
     radiometry = np.asarray(radiometry, dtype=np.float64)
     if radiometry.ndim != 2:
@@ -236,12 +243,20 @@ def calibrate_lightfield(
         radiometry = radiometry - dark
     if min(radiometry.shape) < 4 * min_period:
         raise ValueError(f"the radiometry frame {radiometry.shape} is too small to hold a lenslet lattice")
+    steps = 1 + 2 * REFINE_PASSES
+    if should_stop():
+        return
     peaks = _spectrum_peaks(radiometry, min_period, max_period)
+    yield Update("progress", 1 / steps, "lenslet lattice: spectrum peaks found")
     refined = []
-    for k in peaks:
+    for index, k in enumerate(peaks):
         phase = 0.0
-        for _ in range(3):
+        for step in range(REFINE_PASSES):
+            if should_stop():
+                return
             k, phase = _refine_frequency(radiometry, k, blocks)
+            done = 2 + index * REFINE_PASSES + step
+            yield Update("progress", done / steps, f"lenslet lattice: direction {index + 1}, fit pass {step + 1}")
         refined.append((k, phase))
     k_matrix = np.stack([k for k, _ in refined])  # rows k1, k2 (cycles/px, (ky, kx))
     phases = np.array([p for _, p in refined])
@@ -275,7 +290,27 @@ def calibrate_lightfield(
                 f"{nominal_pitch_px:.3f} px from the optics (ratio {ratio:.4f}); the measured pitch is used — "
                 "the relay magnification is probably not exactly the nominal one"
             )
-    return calibration
+    yield Update("result", 1.0, f"lenslet pitch {calibration.pitch_px:.4f} px", calibration)
+
+
+def calibrate_lightfield(
+    radiometry: np.ndarray,
+    dark: np.ndarray | None = None,
+    *,
+    nominal_pitch_px: float | None = None,
+    min_period: float = 4.0,
+    max_period: float = 64.0,
+    blocks: int = 4,
+) -> LightFieldCalibration:
+    """Measure the lenslet grid (pitch, rotation, offset) from a radiometry frame (and its dark frame).
+
+    ``nominal_pitch_px`` (from the optics) is only compared with the result;
+    a relative disagreement above 1 % is written into ``notes``.
+    """
+    stream = calibrate_lightfield_stream(
+        radiometry, dark, nominal_pitch_px=nominal_pitch_px, min_period=min_period, max_period=max_period, blocks=blocks
+    )
+    return [update for update in stream if update.kind == "result"][-1].data
 
 
 def nominal_pitch_px(lenslet_pitch_um: float, camera_pixel_um: float, relay_magnification: float = 1.0) -> float:

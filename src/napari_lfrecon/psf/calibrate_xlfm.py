@@ -36,11 +36,13 @@ measured and split into two groups when the sizes are clearly bimodal.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..jobs.protocol import Update
 from .xlfm import XLFMOptics, view_windows, windows_overlap
 
 #: The detection threshold sits this fraction of the way from the background to the bright tail.
@@ -365,6 +367,24 @@ def calibrate_xlfm(
     frame with no views, views whose windows overlap or leave the frame, or a
     frame too small to calibrate.
     """
+    stream = calibrate_xlfm_stream(image, dark=dark, optics=optics, view_size=view_size, smooth_sigma=smooth_sigma)
+    return [update for update in stream if update.kind == "result"][-1].data
+
+
+def calibrate_xlfm_stream(
+    image: np.ndarray,
+    *,
+    dark: np.ndarray | None = None,
+    optics: XLFMOptics | None = None,
+    view_size: tuple[int, int] | None = None,
+    smooth_sigma: float = SMOOTH_SIGMA_PX,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Iterator[Update]:
+    """:func:`calibrate_xlfm` as a stream: ``progress`` after detection, refinement and matching.
+
+    The last update is ``result`` with the :class:`XLFMCalibration`;
+    ``should_stop()`` is checked before every step and ends the stream without a result.
+    """
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
         raise ValueError(f"the XLFM calibration frame must be a 2-D (Y, X) image, got shape {image.shape}")
@@ -380,8 +400,13 @@ def calibrate_xlfm(
     shape = (int(image.shape[0]), int(image.shape[1]))
     if optics is not None and tuple(optics.sensor_shape) != shape:
         raise ValueError(f"the optics describe a {tuple(optics.sensor_shape)} sensor but the frame is {shape}")
+    if should_stop():
+        return
     background, sigma = _robust_background(image)
     labels, count, threshold = _detect_regions(image, background, smooth_sigma)
+    yield Update("progress", 1 / 3, f"XLFM views: {count} bright regions above the background")
+    if should_stop():
+        return
     if count == 0 or threshold - background <= 3 * sigma:
         raise ValueError(
             f"no lenslet views found: expected bright discs or spots well above the background "
@@ -400,6 +425,9 @@ def calibrate_xlfm(
     centres, sizes, totals = _refine(image, coarse, level, radius)
     keep = totals > 0
     centres, sizes = centres[keep], sizes[keep]
+    yield Update("progress", 2 / 3, f"XLFM views: {len(centres)} centres refined")
+    if should_stop():
+        return
     notes: list[str] = []
     nominal_index = None
     missing: list[int] = []
@@ -456,7 +484,7 @@ def calibrate_xlfm(
             f"a view window of {view} px around the measured centres leaves the {shape} frame "
             "(a view touches the border); expected a smaller view size or a frame with every view inside"
         )
-    return XLFMCalibration(
+    calibration = XLFMCalibration(
         centres=centres,
         view_size=view,
         image_shape=shape,
@@ -468,6 +496,7 @@ def calibrate_xlfm(
         transform=transform,
         notes=notes,
     )
+    yield Update("result", 1.0, f"{calibration.n_lenslets} XLFM views", calibration)
 
 
 def synthetic_white(

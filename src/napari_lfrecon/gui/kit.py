@@ -1,0 +1,400 @@
+"""The small widget kit the dock widgets share: layer picker, PSF picker, device label.
+
+* :class:`LayerPicker` — an image-layer combo (our own preview layers left
+  out: they are outputs) plus a "…" button that opens a TIFF as a new layer.
+* :class:`PsfPicker` — a combo of the layers carrying a PSF object in
+  ``metadata["psf"]`` plus "from file…" with a path field and a browse button.
+* :class:`DeviceLabel` — "device: …" for the device engines run on.
+
+Each is a view over the viewer's layer list: call ``refresh()`` when layers
+are added or removed (the widgets connect it to the layer-list events).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from ..device import describe_device, select_device
+from ..jobs import error_message
+from ..psf.model import PSF
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+#: Combo entry meaning "no layer" (optional inputs such as a dark frame).
+NO_LAYER = "(none)"
+#: Item data of the PSF combo entry that reads the PSF from the file field.
+PSF_FROM_FILE = "__file__"
+#: Progress bar resolution shared by the widgets (Qt progress bars are integer).
+PROGRESS_STEPS = 1000
+
+
+def layer_psf(layer: Any) -> PSF | None:
+    """The PSF object a layer carries in ``metadata["psf"]``, if any."""
+    psf = getattr(layer, "metadata", {}).get("psf")
+    return psf if isinstance(psf, PSF) else None
+
+
+def image_layer_names(viewer: napari.Viewer) -> list[str]:
+    """Names of the viewer's image layers that can be inputs (our preview layers are outputs)."""
+    return [layer.name for layer in viewer.layers if isinstance(layer, Image) and not layer.metadata.get("preview")]
+
+
+def layer_array(layer: Any) -> Any:
+    """The layer's full-resolution array as stored (numpy, dask, zarr…): never converted here."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def spin(value: float, low: float, high: float, tip: str, decimals: int = 3) -> QDoubleSpinBox:
+    """A right-aligned float spin box with a range, a value and a tooltip."""
+    box = QDoubleSpinBox()
+    box.setDecimals(decimals)
+    box.setRange(low, high)
+    box.setValue(value)
+    box.setToolTip(tip)
+    box.setAlignment(Qt.AlignmentFlag.AlignRight)
+    return box
+
+
+def int_spin(value: int, low: int, high: int, tip: str, step: int = 1) -> QSpinBox:
+    """An integer spin box with a range, a step, a value and a tooltip."""
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    box.setValue(value)
+    box.setToolTip(tip)
+    return box
+
+
+def number_field(tip: str) -> QLineEdit:
+    """A text field for an optional number (empty: not given)."""
+    edit = QLineEdit()
+    edit.setPlaceholderText("—")
+    edit.setToolTip(tip)
+    return edit
+
+
+def _row(*widgets: QWidget, stretch_first: bool = True) -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.setContentsMargins(0, 0, 0, 0)
+    for index, widget in enumerate(widgets):
+        row.addWidget(widget, 1 if stretch_first and index == 0 else 0)
+    return row
+
+
+def _browse_button(tip: str) -> QPushButton:
+    button = QPushButton("…")
+    button.setFixedWidth(28)
+    button.setToolTip(tip)
+    return button
+
+
+class LayerPicker(QWidget):
+    """An image-layer combo plus a "…" button that opens a TIFF as a new layer and selects it."""
+
+    def __init__(self, viewer: napari.Viewer, *, optional: bool = False, tip: str = "") -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.optional = optional
+        self.combo = QComboBox()
+        self.combo.setToolTip(tip)
+        self.button = _browse_button("open a TIFF file as a layer")
+        self.setLayout(_row(self.combo, self.button))
+        self.button.clicked.connect(self._browse)
+        self.refresh()
+
+    def refresh(self, *_: Any) -> None:
+        """Refill the combo from the viewer's image layers, keeping the selection when it still exists."""
+        current = self.combo.currentData()
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        if self.optional:
+            self.combo.addItem(NO_LAYER, None)
+        for name in image_layer_names(self.viewer):
+            self.combo.addItem(name, name)
+        index = self.combo.findData(current)
+        self.combo.setCurrentIndex(max(index, 0))
+        self.combo.blockSignals(False)
+
+    def select(self, name: str | None) -> None:
+        """Select layer ``name`` (``None``: no layer, for optional pickers); ``ValueError`` if absent."""
+        index = self.combo.findData(name)
+        if index < 0:
+            raise ValueError(f"no image layer named {name!r}")
+        self.combo.setCurrentIndex(index)
+
+    def layer(self) -> Image | None:
+        """The chosen layer, or ``None``."""
+        name = self.combo.currentData()
+        if name is None or name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[name]
+
+    def open_file(self, path: str | Path) -> Image:
+        """Read a TIFF into a new layer (its voxel size as scale when stated) and select it."""
+        from ..io.tiff import read_tiff
+
+        image = read_tiff(Path(path))
+        data = np.asarray(image.data)
+        kwargs: dict[str, Any] = {"name": Path(path).stem}
+        if image.voxel_size is not None and len(image.voxel_size) >= data.ndim:
+            kwargs["scale"] = tuple(image.voxel_size[-data.ndim :])
+        layer = self.viewer.add_image(data, **kwargs)
+        self.refresh()
+        self.select(layer.name)
+        return layer
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open an image", "", "TIFF (*.tif *.tiff);;All files (*)")
+        if path:
+            try:
+                self.open_file(path)
+            except Exception as exc:  # a bad file is a message, not a traceback
+                show_error(f"Cannot open {path}: {error_message(exc)}")
+
+
+class PsfPicker(QWidget):
+    """The PSF choice: a layer carrying a PSF object, or a file (``.psf.safetensors`` or a widefield TIFF).
+
+    :attr:`combo` lists ``"<layer> (<modality>)"`` for each PSF-carrying layer
+    and "from file…"; :attr:`path` and :attr:`browse` are enabled for the file
+    entry; :attr:`info` describes the chosen PSF.
+    """
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.combo = QComboBox()
+        self.combo.setToolTip("a layer carrying a PSF object (samples and PSF files do), or a file")
+        self.path = QLineEdit()
+        self.path.setPlaceholderText("PSF file (.psf.safetensors) or widefield TIFF")
+        self.browse = _browse_button("choose a PSF file")
+        self.file_row = QWidget()
+        self.file_row.setLayout(_row(self.path, self.browse))
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        self.info.setStyleSheet("color: gray")
+        self.browse.clicked.connect(self._browse)
+        self.refresh()
+
+    @property
+    def from_file(self) -> bool:
+        """True when the file entry is chosen."""
+        return self.combo.currentData() == PSF_FROM_FILE
+
+    def refresh(self, *_: Any) -> None:
+        """Refill the combo from the layers carrying a PSF, keeping the selection when it still exists."""
+        current = self.combo.currentData()
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        for layer in self.viewer.layers:
+            psf = layer_psf(layer)
+            if psf is not None:
+                self.combo.addItem(f"{layer.name} ({psf.modality})", layer.name)
+        self.combo.addItem("from file…", PSF_FROM_FILE)
+        self.combo.setCurrentIndex(max(self.combo.findData(current), 0))
+        self.combo.blockSignals(False)
+
+    def select_layer(self, name: str) -> bool:
+        """Select the PSF of layer ``name``; False when that layer carries none."""
+        index = self.combo.findData(name)
+        if index >= 0:
+            self.combo.setCurrentIndex(index)
+        return index >= 0
+
+    def layer_choice(self) -> PSF | None:
+        """The PSF of the chosen layer (``None`` for the file entry or a layer that is gone)."""
+        name = self.combo.currentData()
+        return layer_psf(self.viewer.layers[name]) if name in self.viewer.layers else None
+
+    def set_enabled(self, needed: bool) -> None:
+        """Enable the picker when the engine needs a PSF (the file fields only for the file entry)."""
+        self.combo.setEnabled(needed)
+        self.path.setEnabled(needed and self.from_file)
+        self.browse.setEnabled(needed and self.from_file)
+        if not needed:
+            self.info.setText("this engine needs no PSF (it learns from the data itself)")
+        elif not self.from_file:
+            psf = self.layer_choice()
+            self.info.setText(psf.describe() if psf is not None else "")
+        else:
+            text = self.path.text()
+            self.info.setText(text and Path(text).name)
+
+    def psf(self, voxel_size: tuple[float, float, float] | None = None) -> PSF:
+        """The chosen PSF; a TIFF file is read at ``voxel_size``. ``ValueError`` with the reason when missing."""
+        if self.from_file:
+            text = self.path.text().strip()
+            if not text:
+                raise ValueError("no PSF: choose a layer that carries one, or a PSF file")
+            from ..api import as_psf
+
+            psf = as_psf(Path(text), voxel_size)  # type: ignore[arg-type]
+            assert psf is not None
+            return psf
+        name = self.combo.currentData()
+        if name is None or name not in self.viewer.layers:
+            raise ValueError("no PSF: open a sample or a PSF file, or choose 'from file…'")
+        psf = layer_psf(self.viewer.layers[name])
+        if psf is None:
+            raise ValueError(f"layer {name!r} carries no PSF object in its metadata")
+        return psf
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a PSF", "", "PSF files (*.psf.safetensors *.safetensors *.tif *.tiff);;All files (*)"
+        )
+        if path:
+            self.path.setText(path)
+
+
+def device_text() -> str:
+    """``"device: <the device engines run on>"`` (or why it is unavailable)."""
+    try:
+        return f"device: {describe_device(select_device())}"
+    except RuntimeError as exc:  # e.g. LFRECON_DEVICE=cuda on a machine without CUDA
+        return f"device: unavailable ({exc})"
+
+
+class DeviceLabel(QLabel):
+    """The device engines run on, with how to choose another."""
+
+    def __init__(self) -> None:
+        super().__init__(device_text())
+        self.setToolTip("set LFRECON_DEVICE (cpu, cuda:1, mps) to choose another device")
+
+
+class RunPanel(QWidget):
+    """Progress bar, Cancel button and status line for a widget's background work, and the runs themselves.
+
+    :meth:`start_engine` runs a :class:`~napari_lfrecon.gui.worker.RunRequest`
+    through :class:`~napari_lfrecon.gui.worker.EngineRunner`; :meth:`start_work`
+    runs any Qt-free generator through :func:`~napari_lfrecon.gui.worker.start_job`
+    (its last argument is the stop flag Cancel sets). While either runs, the
+    widgets in :attr:`locked` are disabled. Errors are shown with ``show_error``.
+    """
+
+    def __init__(self, viewer: napari.Viewer, *, sync: bool | None = None, cancel_tip: str = "stop") -> None:
+        from qtpy.QtWidgets import QProgressBar, QVBoxLayout
+
+        from .worker import sync_requested
+
+        super().__init__()
+        self.viewer = viewer
+        self.sync = sync_requested(sync)
+        self.runner: Any = None
+        self.job: Any = None
+        self.locked: list[QWidget] = []
+        self._stop: Any = None
+        self.progress = QProgressBar()
+        self.progress.setRange(0, PROGRESS_STEPS)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.setToolTip(cancel_tip)
+        self.status_label = QLabel("ready")
+        self.status_label.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(_row(self.progress, self.cancel_button))
+        layout.addWidget(self.status_label)
+        self.cancel_button.clicked.connect(self.cancel)
+
+    @property
+    def busy(self) -> bool:
+        """True while an engine run or a piece of work runs."""
+        return (self.runner is not None and self.runner.running) or (self.job is not None and self.job.running)
+
+    def start_engine(
+        self,
+        request: Any,
+        on_result: Any,
+        message: str,
+        on_metric: Any = None,
+    ) -> Any:
+        """Run ``request``; ``on_result`` gets the engine's result on the main thread. ``None`` if refused."""
+        from .worker import EngineRunner
+
+        try:
+            runner = EngineRunner(self.viewer, request, sync=self.sync)
+        except Exception as exc:  # bad input is a message, never a traceback
+            self.fail(f"Cannot run {request.engine}: {error_message(exc)}")
+            return None
+        self.runner = runner
+        runner.progressed.connect(self.show_progress)
+        runner.resulted.connect(on_result)
+        if on_metric is not None:
+            runner.metric.connect(on_metric)
+        runner.finished.connect(self._on_engine_finished)
+        self.set_busy(True, message)
+        runner.start()
+        return runner
+
+    def start_work(self, work: Any, *args: Any, message: str, on_return: Any, failure: str) -> Any:
+        """Run generator ``work(*args, stop)`` off the main thread; each yielded fraction moves the bar."""
+        import threading
+
+        from .worker import start_job
+
+        self._stop = threading.Event()
+        self.set_busy(True, message)
+        self.job = start_job(
+            work,
+            *args,
+            self._stop,
+            on_yield=lambda fraction: self.show_progress(fraction, message),
+            on_return=on_return,
+            on_error=lambda exc: self.fail(f"{failure}: {error_message(exc)}"),
+            on_finish=lambda: self.set_busy(False, ""),
+            sync=self.sync,
+        )
+        return self.job
+
+    def cancel(self) -> None:
+        """Stop what runs (the Cancel button); engines stop within one step."""
+        if self.runner is not None and self.runner.running:
+            self.runner.cancel()
+        if self._stop is not None:
+            self._stop.set()
+        self.status_label.setText("cancelling…")
+
+    def set_busy(self, busy: bool, message: str) -> None:
+        """Enable Cancel and lock :attr:`locked` while busy; show ``message`` when given."""
+        self.cancel_button.setEnabled(busy)
+        for widget in self.locked:
+            widget.setEnabled(not busy)
+        if busy:
+            self.progress.setValue(0)
+        if message:
+            self.status_label.setText(message)
+
+    def show_progress(self, fraction: float, message: str) -> None:
+        """Move the bar to ``fraction`` (0–1) and show ``message``."""
+        self.progress.setValue(round(min(max(fraction, 0.0), 1.0) * PROGRESS_STEPS))
+        self.status_label.setText(message)
+
+    def fail(self, message: str) -> None:
+        """Show an error and keep it on the status line."""
+        show_error(message)
+        self.status_label.setText(message)
+
+    def _on_engine_finished(self, status: str, message: str) -> None:
+        self.set_busy(False, message if status == "done" else f"{status}: {message}")
+        if status == "done":
+            self.progress.setValue(PROGRESS_STEPS)
