@@ -7,8 +7,8 @@ Which methods run on a task:
   settings are ``BASELINE_SETTINGS[name]`` for the baselines (RL at the fixed
   iteration counts of the config), else the engine class's optional
   ``benchmark_params`` (a sequence of parameter dicts), else its defaults.
-  A training engine is one named ``<name>-train`` for a registered ``<name>``:
-  it is not a row of its own; instead it trains ``<name>`` once per task on the
+  A training engine (one whose ``trains`` names a registered ``<name>``)
+  is not a row of its own; instead it trains ``<name>`` once per task on the
   stacked training measurements (its ``output``, ``steps``, ``minutes`` set
   from the config when it has such parameters) and ``<name>`` then runs on the
   test items with ``weights`` = the trained file.
@@ -53,8 +53,6 @@ BASELINE_SETTINGS: dict[str, Callable[[BenchConfig], list[dict[str, Any]]]] = {
 }
 #: Ground truths are normalised to a maximum of 1.
 DATA_RANGE = 1.0
-#: ``<name>-train`` trains engine ``<name>``.
-TRAIN_SUFFIX = "-train"
 
 
 @dataclass
@@ -103,14 +101,14 @@ def fourier_radius(shape: Sequence[int]) -> float:
 
 
 def trainer_of(name: str) -> str | None:
-    """The registered training engine of engine ``name`` (``<name>-train``), if any."""
-    trainer = name + TRAIN_SUFFIX
-    return trainer if trainer in engines.available() else None
+    """The registered training engine that declares it ``trains`` engine ``name``, if any."""
+    return engines.trainer_for(name)
 
 
 def is_trainer(name: str) -> bool:
-    """True for ``<name>-train`` engines whose ``<name>`` is registered (they run through their engine)."""
-    return name.endswith(TRAIN_SUFFIX) and name[: -len(TRAIN_SUFFIX)] in engines.available()
+    """True for training engines whose target engine is registered (they run through that engine)."""
+    target = engines.get(name).trains
+    return target is not None and target in engines.available()
 
 
 def _field_names(params_cls: type) -> set[str]:
@@ -135,7 +133,7 @@ def _run_to_result(name: str, inputs: Inputs, settings: dict[str, Any], device: 
 
 
 class _Training:
-    """Train engine ``name`` once per task with its ``-train`` engine; remembers the weights file."""
+    """Train engine ``name`` once per task with its training engine; remembers the weights file."""
 
     def __init__(self, name: str, trainer: str, config: BenchConfig, weights_dir: Path, device: torch.device) -> None:
         self.name, self.trainer, self.config, self.device = name, trainer, config, device
