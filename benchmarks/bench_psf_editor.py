@@ -1,13 +1,13 @@
 """The PSF editor's update time: one slider move on a 64×128×128 widefield PSF (issue 3: within 200 ms).
 
 Run from the repository root (no display needed; the editor's computation lives in
-the Qt-free ``gui/psf_editor_compute.py``):
+the Qt-free ``controllers/psf_editor.py``):
 
     .venv/bin/python benchmarks/bench_psf_editor.py [--updates 20] [--repeats 3] [--threads 2]
 
 What is timed, all on the CPU in float32 (the editor's settings):
 
-- ``editor``: :func:`napari_lfrecon.gui.psf_editor_compute.compute_sections` — the
+- ``editor``: :func:`napari_lfrecon.controllers.psf_editor.compute_sections` — the
   computation behind every editor update (the PSF, its XY/XZ/YZ sections and
   the ``log10 |OTF|`` section) — for ``--updates`` successive slider moves,
   each changing one Zernike coefficient of a typical aberration (astigmatism,
@@ -79,10 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    try:  # the editor's computation without Qt (the widget module re-exports it)
-        from napari_lfrecon.gui.psf_editor_compute import N_MODES, EditorSettings, compute_sections
-    except ImportError:  # older layout: the widget module (imports qtpy/napari, creates no QApplication)
-        from napari_lfrecon.gui.psf_widget import N_MODES, EditorSettings, compute_sections
+    from napari_lfrecon.controllers.psf_editor import N_MODES, EditorSettings, compute_sections  # no Qt
     from napari_lfrecon.psf.widefield import widefield_psf
 
     n_z, n_xy = SHAPE_ZYX[0], SHAPE_ZYX[1]

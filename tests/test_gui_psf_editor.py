@@ -7,13 +7,13 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from napari_lfrecon.gui.psf_widget import (  # noqa: E402
+from napari_lfrecon.controllers.psf_editor import (  # noqa: E402
     LAYER_NAMES,
     RECONSTRUCTION_LAYER,
     EditorSettings,
-    PSFEditorWidget,
     compute_sections,
 )
+from napari_lfrecon.gui.psf_widget import PSFEditorWidget  # noqa: E402
 from napari_lfrecon.gui.reconstruct_widget import ReconstructWidget  # noqa: E402
 from napari_lfrecon.psf.model import PSF  # noqa: E402
 
@@ -136,7 +136,7 @@ def test_lfm_sensor_stack_is_the_forward_image_of_a_point_on_the_centre_lenslet_
     """The sensor panel must equal what the LFM forward operator makes of a point (independent path)."""
     import torch
 
-    from napari_lfrecon.gui.psf_widget import lfm_sensor_stack
+    from napari_lfrecon.controllers.psf_editor import lfm_sensor_stack
     from napari_lfrecon.physics.lightfield import views_to_raw
     from napari_lfrecon.physics.phase_space import PhaseSpaceLF
 
@@ -162,7 +162,7 @@ def test_lfm_sensor_stack_is_the_forward_image_of_a_point_on_the_centre_lenslet_
 
 def test_lfm_and_xlfm_modes_show_use_save_and_load(make_napari_viewer, qtbot, tmp_path):
     """Mode switches reuse the panel layers with µm scales; LFM/XLFM PSFs are handed over, saved and loaded."""
-    from napari_lfrecon.gui.psf_widget import MODE_LAYER_NAMES
+    from napari_lfrecon.controllers.psf_editor import MODE_LAYER_NAMES
 
     viewer = make_napari_viewer()
     reconstruct = ReconstructWidget(viewer)
@@ -255,7 +255,7 @@ def test_too_large_requests_are_refused_and_computations_never_block(make_napari
     widget.set_mode("lfm")
     _wait_idle(qtbot, widget)
     assert "too large" in widget.status.text()
-    assert widget.computations == count and widget._worker is None
+    assert widget.computations == count and not widget.computing
     with pytest.raises(ValueError, match="too large"):
         widget.use_for_reconstruction()
 
@@ -265,9 +265,9 @@ def test_too_large_requests_are_refused_and_computations_never_block(make_napari
     started = time.perf_counter()
     widget.recompute()
     returned = time.perf_counter() - started
-    assert widget._worker is not None and widget.busy
+    assert widget.computing and widget.busy
     assert "computing" in widget.status.text()
-    with qtbot.waitSignal(widget._worker.finished, timeout=TIMEOUT_MS):
+    with qtbot.waitSignal(widget._job.worker.finished, timeout=TIMEOUT_MS):
         pass
     _wait_idle(qtbot, widget)
     assert widget.sections.psf.modality == "lfm" and widget.computations == count + 1
@@ -279,7 +279,7 @@ def test_too_large_requests_are_refused_and_computations_never_block(make_napari
 def test_widefield_options_reach_widefield_psf_and_resampling_gives_the_layers_voxel_size(
     make_napari_viewer, qtbot, monkeypatch
 ):
-    from napari_lfrecon.gui.psf_widget import widefield_options_supported
+    from napari_lfrecon.controllers.psf_editor import widefield_options_supported
     from napari_lfrecon.psf import widefield
 
     calls = []

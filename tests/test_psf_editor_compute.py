@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from napari_lfrecon.gui import psf_editor_compute as compute
-from napari_lfrecon.gui.psf_editor_compute import (
+from napari_lfrecon.controllers import psf_editor as compute
+from napari_lfrecon.controllers.psf_editor import (
     MAX_ESTIMATED_BYTES,
     MAX_ESTIMATED_SECONDS,
     N_MODES,

@@ -27,9 +27,17 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
+from ..controllers.psf_editor import (
+    LFM_SHOWN_DEPTH_FRACTION,
+    N_MODES,
+    PRESETS,
+    EditorSettings,
+    nearest_plane,
+    plane_step,
+    z_planes,
+)
 from ..psf.model import PSF
 from ..psf.zernike import zernike_name
-from .psf_editor_compute import LFM_SHOWN_DEPTH_FRACTION, N_MODES, PRESETS, nearest_plane, plane_step, z_planes
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..psf.lfm import LFMOptics
@@ -201,6 +209,51 @@ def widefield_form(supported: bool) -> WidefieldForm:
         box, na, wavelength, index, magnification, camera_pixel, dz, n_z, n_xy,
         vectorial, vectorial_hint, mismatch, sample_index, depth,
     )  # fmt: skip
+
+
+def read_widefield(form: WidefieldForm, zernike: np.ndarray) -> EditorSettings:
+    """The widefield form's values (with the Zernike sliders' ``zernike``, waves) as :class:`EditorSettings`."""
+    mismatch = form.mismatch.isChecked()
+    return EditorSettings(
+        na=form.na.value(),
+        wavelength_um=form.wavelength.value(),
+        immersion_index=form.index.value(),
+        magnification=form.magnification.value(),
+        camera_pixel_um=form.camera_pixel.value(),
+        n_z=form.n_z.value(),
+        dz_um=form.dz.value(),
+        n_xy=form.n_xy.value(),
+        zernike=np.asarray(zernike, dtype=np.float64),
+        model="vectorial" if form.vectorial.isChecked() else "scalar",
+        sample_index=form.sample_index.value() if mismatch else None,
+        depth_um=form.depth.value() if mismatch else 0.0,
+    )
+
+
+def fill_widefield(form: WidefieldForm, psf: PSF) -> None:
+    """Set the widefield form from a widefield PSF's optics and grid (the Zernike sliders are the caller's)."""
+    optics = psf.optics
+    for key, widget in (
+        ("na", form.na),
+        ("wavelength_um", form.wavelength),
+        ("immersion_index", form.index),
+        ("magnification", form.magnification),
+    ):
+        if key in optics:
+            widget.setValue(float(optics[key]))
+    dz, _, dx = psf.voxel_size
+    form.camera_pixel.setValue(dx * form.magnification.value())
+    form.dz.setValue(dz)
+    form.n_z.setValue(psf.array.shape[0])
+    form.n_xy.setValue(psf.array.shape[-1])
+    if form.vectorial.isEnabled():
+        form.vectorial.setChecked("vectorial" in str(optics.get("psf_model", "")))
+    if form.mismatch.isEnabled():
+        sample_index = optics.get("sample_index")
+        form.mismatch.setChecked(sample_index is not None)
+        if sample_index is not None:
+            form.sample_index.setValue(float(sample_index))
+            form.depth.setValue(float(optics.get("depth_um", 0.0)))
 
 
 # ----------------------------------------------------------------------------- light field

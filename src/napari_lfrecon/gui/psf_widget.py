@@ -21,10 +21,10 @@ files (their ``optics`` and ``z_planes_um``), so the editor opens on the
 geometry the samples were simulated with.
 
 Every change restarts a short debounce timer; when it fires, the PSF is
-computed in a napari worker thread (or synchronously when ``sync``), after an
-estimate of its time and memory: a request beyond :data:`MAX_ESTIMATED_SECONDS`
-or :data:`MAX_ESTIMATED_BYTES` is refused with a message instead of freezing
-the machine. The panels are image layers laid side by side in world space
+computed through the worker layer (:func:`napari_lfrecon.gui.worker.start_job`;
+synchronously when ``sync``), after an estimate of its time and memory: a
+request beyond ``MAX_ESTIMATED_SECONDS`` or ``MAX_ESTIMATED_BYTES`` is refused
+with a message instead of freezing the machine. The panels are image layers laid side by side in world space
 (µm), updated in place; switching mode renames and reuses them. A change made
 while a computation runs is computed right after it (the last one wins; a
 running LFM computation is stopped early). Changing only the displayed depth
@@ -36,9 +36,9 @@ Reconstruct widget lists every such layer as a PSF. A widefield PSF can first
 be resampled to the voxel size of an image layer ("resample to layer").
 
 The Qt-free computations (settings, estimates, PSFs, panels) live in
-:mod:`napari_lfrecon.gui.psf_editor_compute` and the form builders in
-:mod:`napari_lfrecon.gui._psf_editor_forms`; the public names of the former
-are re-exported here.
+:mod:`napari_lfrecon.controllers.psf_editor`, the form builders in
+:mod:`napari_lfrecon.gui._psf_editor_forms` and the layer updates in
+:mod:`napari_lfrecon.gui._psf_editor_layers`.
 """
 
 from __future__ import annotations
@@ -66,41 +66,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..psf.model import PSF, PSF_FILE_SUFFIX
-from ._psf_editor_forms import (
-    LFM_LABELS,
-    SLIDER_RANGE,
-    fill_lfm,
-    fill_xlfm,
-    fit_scroll_width,
-    form_box,
-    lfm_fields,
-    read_lfm,
-    read_xlfm,
-    spin_value,
-    widefield_form,
-    xlfm_box,
-    xlfm_fields,
-    zernike_box,
-)
-from .psf_editor_compute import (
-    LAYER_NAMES,
-    LFM_SHOWN_DEPTH_FRACTION,
-    MAX_ESTIMATED_BYTES,
-    MAX_ESTIMATED_SECONDS,
+from ..controllers.psf_editor import (
     MODE_LAYER_NAMES,
     MODES,
-    N_MODES,
     NO_ABERRATION_NOTE,
-    NO_RESAMPLE_NOTE,
     PRESETS,
     RECONSTRUCTION_LAYER,
-    SENSOR_SATURATION,
     VECTORIAL_NA,
     EditorSettings,
     Estimate,
-    Panel,
-    PanelPlacement,
     Sections,
     SensorStack,
     compute_lfm,
@@ -110,10 +84,8 @@ from .psf_editor_compute import (
     estimate_widefield,
     estimate_xlfm,
     lfm_key,
-    lfm_sensor_stack,
     lfm_stack,
     nearest_plane,
-    place_panels,
     sample_psf,
     sections_details,
     sensor_details,
@@ -124,9 +96,35 @@ from .psf_editor_compute import (
     xlfm_file_layout,
     xlfm_key,
     xlfm_stack,
-    z_planes,
     zernike_values,
 )
+from ..psf.model import PSF, PSF_FILE_SUFFIX
+from ._psf_editor_forms import (
+    LFM_LABELS,
+    SLIDER_RANGE,
+    fill_lfm,
+    fill_widefield,
+    fill_xlfm,
+    fit_scroll_width,
+    form_box,
+    lfm_fields,
+    read_lfm,
+    read_widefield,
+    read_xlfm,
+    spin_value,
+    widefield_form,
+    xlfm_box,
+    xlfm_fields,
+    zernike_box,
+)
+from ._psf_editor_layers import (
+    draw_panels,
+    resample_note,
+    resample_targets,
+    resample_to_layer,
+    show_reconstruction_psf,
+)
+from .worker import Job, start_job
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -134,46 +132,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..psf.lfm import LFMOptics
     from ..psf.xlfm import XLFMOptics
 
-__all__ = [
-    "DEBOUNCE_MS",
-    "LAYER_NAMES",
-    "LFM_SHOWN_DEPTH_FRACTION",
-    "MAX_ESTIMATED_BYTES",
-    "MAX_ESTIMATED_SECONDS",
-    "MODE_LAYER_NAMES",
-    "MODES",
-    "N_MODES",
-    "NO_ABERRATION_NOTE",
-    "NO_RESAMPLE_NOTE",
-    "PRESETS",
-    "RECONSTRUCTION_LAYER",
-    "SENSOR_SATURATION",
-    "SLIDER_RANGE",
-    "VECTORIAL_NA",
-    "EditorSettings",
-    "Estimate",
-    "PSFEditorWidget",
-    "Panel",
-    "PanelPlacement",
-    "Sections",
-    "SensorStack",
-    "compute_lfm",
-    "compute_sections",
-    "compute_xlfm",
-    "estimate_lfm",
-    "estimate_widefield",
-    "estimate_xlfm",
-    "lfm_sensor_stack",
-    "lfm_stack",
-    "nearest_plane",
-    "place_panels",
-    "sample_psf",
-    "sensor_panels",
-    "widefield_options_supported",
-    "widefield_panels",
-    "xlfm_stack",
-    "z_planes",
-]
+__all__ = ["DEBOUNCE_MS", "PSFEditorWidget"]
 
 #: Debounce delay between the last change and the computation (ms).
 DEBOUNCE_MS = 120
@@ -189,13 +148,15 @@ class PSFEditorWidget(QWidget):
         #: The result on screen (widefield :class:`Sections` or light-field :class:`SensorStack`).
         self.sections: Sections | SensorStack | None = None
         self._shown_key: tuple | None = None
-        self._worker: Any = None
+        #: The computation running in the worker layer (``None`` when idle).
+        self._job: Job | None = None
         self._pending = False
         self._generation = 0
         self._panel_layers: list[Any] = []
         self.computations = 0
         self._xlfm_layout: dict[str, Any] | None = None  # a lenslet layout loaded from a file
-        self._superseded: Any = None  # a running worker whose result must not be shown
+        self._superseded: object | None = None  # the token of a running computation whose result must not be shown
+        self._token: object | None = None  # the running computation's token
 
         self.mode_combo = QComboBox()
         for key, label in MODES.items():
@@ -260,6 +221,7 @@ class PSFEditorWidget(QWidget):
     # ------------------------------------------------------------------ form pages
     def _widefield_page(self) -> QWidget:
         form = widefield_form(widefield_options_supported())
+        self.widefield_form = form
         self.na, self.wavelength, self.index = form.na, form.wavelength, form.index
         self.magnification, self.camera_pixel, self.dz = form.magnification, form.camera_pixel, form.dz
         self.n_z, self.n_xy = form.n_z, form.n_xy
@@ -366,21 +328,7 @@ class PSFEditorWidget(QWidget):
     # ------------------------------------------------------------------ settings
     def settings(self) -> EditorSettings:
         """The current widefield form values."""
-        mismatch = self.mismatch.isChecked()
-        return EditorSettings(
-            na=self.na.value(),
-            wavelength_um=self.wavelength.value(),
-            immersion_index=self.index.value(),
-            magnification=self.magnification.value(),
-            camera_pixel_um=self.camera_pixel.value(),
-            n_z=self.n_z.value(),
-            dz_um=self.dz.value(),
-            n_xy=self.n_xy.value(),
-            zernike=np.array([s.value() for s in self.sliders], dtype=np.float64),
-            model="vectorial" if self.vectorial.isChecked() else "scalar",
-            sample_index=self.sample_index.value() if mismatch else None,
-            depth_um=self.depth.value() if mismatch else 0.0,
-        )
+        return read_widefield(self.widefield_form, np.array([s.value() for s in self.sliders], dtype=np.float64))
 
     def lfm_optics(self) -> tuple[LFMOptics, np.ndarray]:
         """The LFM form as optics and depths (raises ``ValueError`` for inconsistent optics)."""
@@ -427,7 +375,7 @@ class PSFEditorWidget(QWidget):
 
     def recompute(self) -> None:
         """Compute the PSF for the current form (in a worker unless ``sync``); coalesces overlapping requests."""
-        if self._worker is not None:
+        if self.computing:
             self._pending = True
             return
         try:
@@ -443,17 +391,17 @@ class PSFEditorWidget(QWidget):
             self.status.setText(f"not computed: {refusal}")
             return
         self.status.setText(f"computing the {MODES[self.mode]} PSF… (estimated ~{max(estimate.seconds, 0.1):.1f} s)")
-        if self.sync:
-            self._show((key, self._safe_compute(job)))
-            return
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(self._keyed_compute, key, job, _start_thread=False)
-        # a result that a file load superseded while it ran is dropped
-        worker.returned.connect(lambda keyed, w=worker: None if w is self._superseded else self._show(keyed))
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
+        token = self._token = object()
+        self._job = start_job(
+            self._keyed_compute,
+            key,
+            job,
+            # a result that a file load superseded while it ran is dropped
+            on_return=lambda keyed: None if token is self._superseded else self._show(keyed),
+            on_error=self._compute_failed,
+            on_finish=self._on_finished,
+            sync=True if self.sync else None,
+        )
 
     @classmethod
     def _keyed_compute(cls, key: tuple, job: Callable[[], Any]) -> tuple[tuple, Any]:
@@ -470,16 +418,26 @@ class PSFEditorWidget(QWidget):
         except ValueError as exc:  # bad optics: a message, not a traceback
             return str(exc)
 
+    def _compute_failed(self, exc: BaseException) -> None:
+        """An unexpected error in the computation (bad optics are messages already): say it, keep the editor."""
+        self.status.setText(f"cannot compute: {exc}")
+        show_error(f"PSF editor: {type(exc).__name__}: {exc}")
+
     def _on_finished(self) -> None:
-        self._worker = None
+        self._token = None
         if self._pending:
             self._pending = False
             self.recompute()
 
     @property
+    def computing(self) -> bool:
+        """True while a computation runs in the worker layer."""
+        return self._job is not None and self._job.running
+
+    @property
     def busy(self) -> bool:
         """True while a computation runs or is scheduled."""
-        return self._worker is not None or self._timer.isActive() or self._pending
+        return self.computing or self._timer.isActive() or self._pending
 
     def _show(self, keyed: tuple[tuple, Sections | SensorStack | str | None]) -> None:
         key, result = keyed
@@ -495,7 +453,7 @@ class PSFEditorWidget(QWidget):
         self.computations += 1
         self._render_current()
         if RECONSTRUCTION_LAYER in self.viewer.layers:
-            self._update_reconstruction_layer(self.reconstruction_psf(compute=False))
+            show_reconstruction_psf(self.viewer, self.reconstruction_psf(compute=False))
 
     def _render_current(self, *_: Any) -> None:
         """Draw the panels of the shown result (re-slicing when only the displayed depth changed)."""
@@ -514,44 +472,8 @@ class PSFEditorWidget(QWidget):
             index = nearest_plane(result.psf, spin_value(fields["show_z"]))
             panels = sensor_panels(result, index)
             details = sensor_details(result, index)
-        self._draw(panels, MODE_LAYER_NAMES[self.mode])
+        self._panel_layers = draw_panels(self.viewer, self._panel_layers, panels, MODE_LAYER_NAMES[self.mode])
         self.status.setText(f"{result.psf.describe()}; computed in {result.seconds:.2f} s; {details}")
-
-    def _draw(self, panels: list[Panel], names: tuple[str, ...]) -> None:
-        """Put ``panels`` side by side (µm) into the editor's layers, reusing and renaming them."""
-        self._panel_layers = [layer for layer in self._panel_layers if layer in self.viewer.layers]
-        for layer in self._panel_layers[len(panels) :]:
-            self.viewer.layers.remove(layer)
-        self._panel_layers = self._panel_layers[: len(panels)]
-        placements = place_panels(panels)
-        for i, (panel, place, name) in enumerate(zip(panels, placements, names, strict=False)):
-            translate = place.translate
-            if i < len(self._panel_layers):
-                layer = self._panel_layers[i]
-                # Each property change refreshes the canvas: set only what changed.
-                if layer.name != name:
-                    layer.name = name
-                layer.data = panel.data
-                if not np.allclose(layer.scale, panel.scale):
-                    layer.scale = panel.scale
-                if not np.allclose(layer.translate, translate):
-                    layer.translate = translate
-                if layer.colormap.name != panel.colormap:
-                    layer.colormap = panel.colormap
-            else:
-                layer = self.viewer.add_image(
-                    panel.data,
-                    name=name,
-                    scale=panel.scale,
-                    translate=translate,
-                    colormap=panel.colormap,
-                    metadata={"psf_editor": True},
-                )
-                self._panel_layers.append(layer)
-            if layer.gamma != place.gamma:
-                layer.gamma = place.gamma
-            layer.contrast_limits_range = place.contrast_range
-            layer.contrast_limits = place.contrast_limits
 
     # ------------------------------------------------------------------ files, hand-over
     def current_psf(self) -> PSF:
@@ -578,17 +500,7 @@ class PSFEditorWidget(QWidget):
 
     def resample_to_layer(self, layer_name: str, psf: PSF | None = None) -> PSF:
         """``psf`` (default: the current widefield PSF) resampled to image layer ``layer_name``'s voxel size."""
-        from ..psf.resample import resample_psf
-
-        if layer_name not in self.viewer.layers:
-            raise ValueError(f"no layer named {layer_name!r}")
-        scale = tuple(float(s) for s in self.viewer.layers[layer_name].scale)
-        if len(scale) < 3:
-            raise ValueError(f"layer {layer_name!r} is not a volume (scale {scale}); a (Z, Y, X) layer is needed")
-        psf = psf if psf is not None else self.current_psf()
-        if psf.modality != "widefield":
-            raise ValueError(NO_RESAMPLE_NOTE)
-        return resample_psf(psf, scale[-3:])
+        return resample_to_layer(self.viewer, layer_name, psf if psf is not None else self.current_psf)
 
     def save(self, path: str | Path) -> Path:
         """Save the current PSF (``.psf.safetensors``); return the path written."""
@@ -612,7 +524,7 @@ class PSFEditorWidget(QWidget):
         self.set_mode(psf.modality)
         self._timer.stop()
         self._generation += 1  # stops a running LFM computation early
-        self._superseded = self._worker
+        self._superseded = self._token
         self._pending = False
         # The file's PSF is shown as it is (it may use a kernel size or layout the form does not hold).
         try:
@@ -625,28 +537,7 @@ class PSFEditorWidget(QWidget):
         self._render_current()
 
     def _load_widefield(self, psf: PSF) -> None:
-        optics = psf.optics
-        for key, widget in (
-            ("na", self.na),
-            ("wavelength_um", self.wavelength),
-            ("immersion_index", self.index),
-            ("magnification", self.magnification),
-        ):
-            if key in optics:
-                widget.setValue(float(optics[key]))
-        dz, _, dx = psf.voxel_size
-        self.camera_pixel.setValue(dx * self.magnification.value())
-        self.dz.setValue(dz)
-        self.n_z.setValue(psf.array.shape[0])
-        self.n_xy.setValue(psf.array.shape[-1])
-        if self.vectorial.isEnabled():
-            self.vectorial.setChecked("vectorial" in str(optics.get("psf_model", "")))
-        if self.mismatch.isEnabled():
-            sample_index = optics.get("sample_index")
-            self.mismatch.setChecked(sample_index is not None)
-            if sample_index is not None:
-                self.sample_index.setValue(float(sample_index))
-                self.depth.setValue(float(optics.get("depth_um", 0.0)))
+        fill_widefield(self.widefield_form, psf)
         self.set_mode("widefield")
         self.set_zernike(psf.zernike)
 
@@ -660,39 +551,12 @@ class PSFEditorWidget(QWidget):
 
     def use_for_reconstruction(self) -> Any:
         """Add or update the 3-D layer :data:`RECONSTRUCTION_LAYER` carrying the PSF in ``metadata["psf"]``."""
-        return self._update_reconstruction_layer(self.reconstruction_psf())
-
-    def _update_reconstruction_layer(self, psf: PSF) -> Any:
-        if psf.modality == "lfm":
-            # The (A, D, h, w) phase-space array is not an image a user can read: show the sensor stack.
-            sensor, pixel = lfm_sensor_stack(psf)
-            data, scale = sensor, (psf.voxel_size[0], pixel, pixel)
-        else:
-            data, scale = psf.array, psf.voxel_size
-        if RECONSTRUCTION_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[RECONSTRUCTION_LAYER]
-            layer.data = data
-            layer.scale = scale
-            layer.metadata = {**layer.metadata, "psf": psf}
-            layer.reset_contrast_limits()
-            return layer
-        return self.viewer.add_image(
-            data, name=RECONSTRUCTION_LAYER, scale=scale, colormap="magma", metadata={"psf": psf}
-        )
+        return show_reconstruction_psf(self.viewer, self.reconstruction_psf())
 
     # ------------------------------------------------------------------ resampling UI
     def _refresh_resample_layers(self, *_: Any) -> None:
-        from napari.layers import Image
-
         current = self.resample_combo.currentData()
-        names = [
-            layer.name
-            for layer in self.viewer.layers
-            if isinstance(layer, Image)
-            and layer.ndim >= 3
-            and not layer.metadata.get("psf_editor")
-            and layer.name != RECONSTRUCTION_LAYER
-        ]
+        names = resample_targets(self.viewer)
         self.resample_combo.blockSignals(True)
         self.resample_combo.clear()
         self.resample_combo.addItem("no (the PSF's own grid)", "")
@@ -704,15 +568,7 @@ class PSFEditorWidget(QWidget):
         self._on_resample_changed()
 
     def _on_resample_changed(self, *_: Any) -> None:
-        if self.mode != "widefield":
-            self.resample_note.setText(NO_RESAMPLE_NOTE)
-            return
-        target = self.resample_combo.currentData()
-        if target and target in self.viewer.layers:
-            dz, dy, dx = (float(s) for s in self.viewer.layers[target].scale[-3:])
-            self.resample_note.setText(f"'Use for reconstruction' resamples to {dz:g}×{dy:g}×{dx:g} µm")
-        else:
-            self.resample_note.setText("")
+        self.resample_note.setText(resample_note(self.viewer, self.mode, self.resample_combo.currentData()))
 
     # ------------------------------------------------------------------ dialogs
     def _use_clicked(self) -> None:

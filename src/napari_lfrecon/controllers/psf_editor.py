@@ -182,7 +182,7 @@ def z_planes(z_from: float, z_to: float, z_step: float) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def sample_psf(name: str) -> PSF:
     """The PSF shipped with sample ``name`` (read once; the editor's defaults come from its optics)."""
-    from ..samples import sample_dir
+    from ..io.resources import sample_dir
 
     return PSF.load(sample_dir() / f"{name}{PSF_FILE_SUFFIX}")
 
