@@ -334,148 +334,11 @@ def cmd_psf(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Fields of the training engine's Params that ``lfrecon train`` sets from its own arguments.
-_TRAIN_OWN_FLAGS = ("output",)
-
-
-def _add_trainer_flags(parser: argparse.ArgumentParser, trainer: str) -> None:
-    """One flag per field of the training engine's Params (except those ``lfrecon train`` sets itself)."""
-    group = parser.add_argument_group(f"{trainer} parameters")
-    for spec in param_specs(engines.get(trainer).Params):
-        if spec["name"] in _TRAIN_OWN_FLAGS:
-            continue
-        flag = "--" + spec["name"].replace("_", "-")
-        if spec["type"] is bool:
-            group.add_argument(
-                flag,
-                action=argparse.BooleanOptionalAction,
-                default=spec["default"],
-                help=spec["help"].replace("%", "%%"),
-            )
-        else:
-            kind, default, choices = spec["type"], spec["default"], spec["choices"]
-            group.add_argument(flag, type=kind, default=default, choices=choices, help=spec["help"].replace("%", "%%"))
-
-
-def _add_train_parser(sub: Any) -> None:
-    """``lfrecon train serenet INPUT… --psf PSF --out WEIGHTS`` / ``lfrecon train niiv STACK --out WEIGHTS``."""
-    train = sub.add_parser("train", help="train a network engine (self-supervised SeReNet or niiv)")
-    which = train.add_subparsers(dest="engine", required=True, metavar="ENGINE")
-    serenet = which.add_parser("serenet", help="SeReNet on raw light-field frames and their PSF")
-    serenet.add_argument("inputs", nargs="*", metavar="INPUT", help="raw light-field TIFFs (Y, X) or (N, Y, X)")
-    serenet.add_argument("--psf", required=True, help="the LFM PSF file (.psf.safetensors) of these frames")
-    serenet.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    serenet.add_argument("--simulate", type=int, default=0, metavar="N", help="train on N simulated phantom frames")
-    serenet.add_argument("--simulate-lenslets", type=int, default=32, help="lenslets per side of simulated frames")
-    serenet.add_argument("--simulate-family", default="bubtub", choices=("bubtub", "filaments", "beads"))
-    serenet.add_argument("--simulate-seed", type=int, default=1, help="seed of the simulated frames")
-    _add_trainer_flags(serenet, "serenet-train")
-    niiv = which.add_parser("niiv", help="niiv on an anisotropic stack's own lateral slices (z first, coarse)")
-    niiv.add_argument("inputs", nargs="+", metavar="STACK", help="anisotropic stacks (Z, Y, X), TIFF or zarr")
-    niiv.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    niiv.add_argument("--voxel-size", nargs=3, type=float, metavar=("DZ", "DY", "DX"), help="µm; overrides the file's")
-    _add_trainer_flags(niiv, "niiv-train")
-
-
-def _training_command(args: argparse.Namespace, names: list[str], values: dict[str, Any], head: list[str]) -> str:
-    """The ``lfrecon train …`` command line that reproduces this run (recorded in the weights header)."""
-    command = list(head)
-    for name in names:
-        value = values[name]
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            command.append(flag if value else "--no-" + flag[2:])
-        elif value != "":
-            command += [flag, str(value)]
-    return " ".join(command)
-
-
-def _run_training(engine: Any, inputs: Any, params: Any, device: str | None) -> int:
-    from .device import select_device
-
-    from .jobs import run_job
-
-    bar = ProgressBar()
-    messages: list[str] = []
-
-    def on_update(update: Any) -> None:
-        if update.kind == "progress" or (update.kind == "metric" and update.data[0] == "loss"):
-            bar(update.fraction, update.message)
-            messages.append(update.message)
-
-    run_job(engine, inputs, params, device=select_device(device), on_update=on_update)
-    print(f"training finished; weights written to {params.output}")
-    return 0
-
-
-def cmd_train_niiv(args: argparse.Namespace) -> int:
-    """``lfrecon train niiv STACK… --anisotropy AF --out WEIGHTS``: self-supervised on the stacks' xy slices."""
-    from .engines.base import TrainInputs, make_params
-
-    stacks, voxel = [], _voxel(args.voxel_size)
-    for path in args.inputs:
-        image = _read_image(Path(path))
-        stacks.append(np.asarray(image.data, dtype=np.float32))
-        if voxel is None and image.voxel_size is not None and len(image.voxel_size) == 3:
-            voxel = tuple(float(v) for v in image.voxel_size)
-    shapes = {s.shape for s in stacks}
-    if len(shapes) > 1:
-        raise EngineInputError(f"niiv trains on stacks of one shape; got {sorted(shapes)} (train on one at a time)")
-    engine = engines.get("niiv-train")
-    names = [s["name"] for s in param_specs(engine.Params) if s["name"] not in _TRAIN_OWN_FLAGS]
-    values = {name: getattr(args, name) for name in names}
-    params = make_params(engine.Params, dict(values, output=str(args.out)))
-    head = ["lfrecon", "train", "niiv", *args.inputs, "--out", str(args.out)]
-    if args.voxel_size:
-        head += ["--voxel-size", *(str(v) for v in args.voxel_size)]
-    data = stacks[0] if len(stacks) == 1 else np.stack(stacks)
-    described = ", ".join(f"{Path(p).name} {list(s.shape)}" for p, s in zip(args.inputs, stacks, strict=True))
-    command = _training_command(args, names, values, head)
-    inputs = TrainInputs(data=data, voxel_size=voxel, command=command, data_description=described)  # type: ignore[arg-type]
-    return _run_training(engine, inputs, params, args.device)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    """``lfrecon train serenet``: train on the INPUT frames and/or simulated ones; write the weights."""
-    from .engines.base import TrainInputs, make_params
+    """``lfrecon train ENGINE``: see :mod:`.cli_train` (one sub-command per registered trainer)."""
+    from .cli_train import cmd_train as run_train
 
-    if args.engine == "niiv":
-        return cmd_train_niiv(args)
-    from .psf.model import PSF
-
-    psf = PSF.load(args.psf)
-    frames = []
-    described = []
-    for path in args.inputs:
-        frame = np.asarray(_read_image(Path(path)).data, dtype=np.float32)
-        frames.extend(frame if frame.ndim == 3 and frame.shape[0] != psf.array.shape[0] else [frame])
-        described.append(Path(path).name)
-    if args.simulate:
-        from .engines.serenet_data import simulate_training_frames
-
-        lenslets = (args.simulate_lenslets, args.simulate_lenslets)
-        views, _, _ = simulate_training_frames(
-            psf, args.simulate, lenslets, family=args.simulate_family, seed=args.simulate_seed
-        )
-        frames.extend(views)
-        family, seed = args.simulate_family, args.simulate_seed
-        described.append(f"{args.simulate} simulated {family} frames, {lenslets} lenslets, seed {seed}")
-    if not frames:
-        raise EngineInputError("nothing to train on: give raw light-field TIFFs or --simulate N")
-    from .engines.serenet_data import measurement_to_views
-
-    data = np.stack([measurement_to_views(f, psf) for f in frames])
-    engine = engines.get("serenet-train")
-    names = [s["name"] for s in param_specs(engine.Params) if s["name"] not in _TRAIN_OWN_FLAGS]
-    values = {name: getattr(args, name) for name in names}
-    params = make_params(engine.Params, dict(values, output=str(args.out)))
-    head = ["lfrecon", "train", args.engine, *args.inputs, "--psf", str(args.psf), "--out", str(args.out)]
-    if args.simulate:
-        head += ["--simulate", str(args.simulate), "--simulate-lenslets", str(args.simulate_lenslets)]
-        head += ["--simulate-family", args.simulate_family, "--simulate-seed", str(args.simulate_seed)]
-    command = _training_command(args, names, values, head)
-    inputs = TrainInputs(data=data, psf=psf, command=command, data_description="; ".join(described))
-    return _run_training(engine, inputs, params, args.device)
+    return run_train(args, ProgressBar())
 
 
 def build_parser(engine_name: str | None = None) -> tuple[argparse.ArgumentParser, list[str]]:
@@ -535,7 +398,9 @@ def build_parser(engine_name: str | None = None) -> tuple[argparse.ArgumentParse
     psf.add_argument("--pixels-per-lenslet", type=int, default=15)
     psf.add_argument("--supersample", type=int, default=1)
 
-    _add_train_parser(sub)
+    from .cli_train import add_train_parser
+
+    add_train_parser(sub)
 
     from .cli_calibrate import add_calibrate_parser
 
