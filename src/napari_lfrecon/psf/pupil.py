@@ -260,15 +260,6 @@ def propagation_factors(grid: PupilGrid, z_um: torch.Tensor) -> torch.Tensor:
     return torch.polar(torch.ones_like(phase), phase).to(_complex_dtype(grid.rho.dtype))
 
 
-def pupil_function(grid: PupilGrid, z_um: torch.Tensor, zernike_waves: torch.Tensor | None = None) -> torch.Tensor:
-    """Complex pupil per plane, ``(Z, Nk, Nk)``: ``A · exp(i2π (W + z (kz - n/λ)))``.
-
-    The propagation term moves the observed plane to ``z`` (object space, µm):
-    with this sign a positive defocus coefficient moves the focus to positive ``z``.
-    """
-    return aberrated_pupil(grid, zernike_waves)[None] * propagation_factors(grid, z_um)
-
-
 def fourier_matrix(coordinates_um: torch.Tensor, k: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``exp(i2π x k)`` for every (x, k) pair, ``(len(x), len(k))``, complex matching the real ``dtype``.
 
