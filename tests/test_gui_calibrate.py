@@ -12,7 +12,7 @@ import torch
 
 pytest.importorskip("pytestqt")
 
-from napari_lfrecon.gui import calibrate_widget as widget_module  # noqa: E402
+from napari_lfrecon.gui import kit as kit_module  # noqa: E402
 from napari_lfrecon.gui import worker as worker_module  # noqa: E402
 from napari_lfrecon.gui.calibrate_widget import CalibrateWidget  # noqa: E402
 from napari_lfrecon.psf.calibrate_bead import BeadModel  # noqa: E402
@@ -29,7 +29,7 @@ VOXEL = (0.3, 0.13, 0.13)
 def errors(monkeypatch):
     """Messages passed to ``show_error`` by the widget and the worker layer."""
     seen: list[str] = []
-    monkeypatch.setattr(widget_module, "show_error", seen.append)
+    monkeypatch.setattr(kit_module, "show_error", seen.append)
     monkeypatch.setattr(worker_module, "show_error", seen.append)
     return seen
 
@@ -40,6 +40,12 @@ def widget(make_napari_viewer):
     w = CalibrateWidget(viewer, sync=False)
     viewer.window.add_dock_widget(w, name="Calibrate")
     return w
+
+
+def finished(widget, qtbot, started):
+    """Wait until the widget's run (grid detection, XLFM views, PSF) is over; ``started`` is what the call returned."""
+    assert started is not None, "the run was refused"
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
 
 
 def small_bead(seed: int = 0) -> np.ndarray:
@@ -118,15 +124,19 @@ def _true_centres(shape, pitch, rotation, centre):
     return pts[inside]
 
 
-def test_lightfield_tab_detects_the_grid_as_points_and_rectifies(widget, errors):
+def test_lightfield_tab_detects_the_grid_as_points_and_rectifies(widget, qtbot, errors):
     viewer = widget.viewer
     shape, pitch, rotation, centre = (120, 130), 9.37, 0.6, (60.3, 64.8)
     originals = _lightfield_layers(viewer, shape, pitch, rotation, centre)
     widget.lf_raw.select("raw")
     widget.lf_white.select("white")
     widget.lf_dark.select("dark")
-    calibration = widget.detect_grid()
+    runner = widget.detect_grid()
+    assert widget.busy and not widget.lf_detect.isEnabled(), "the grid is measured off the main thread"
+    finished(widget, qtbot, runner)
+    calibration = widget.lf_calibration
     assert calibration is not None, errors
+    assert widget.progress.value() == widget.progress.maximum()
     points = viewer.layers["raw lenslet centres"]
     truth = _true_centres(shape, pitch, rotation, centre)
     assert len(points.data) == len(truth)
@@ -155,14 +165,15 @@ def test_lightfield_tab_refuses_a_radiometry_frame_of_another_size(widget, error
     assert [layer.name for layer in viewer.layers] == ["raw", "white"]
 
 
-def test_lightfield_tab_refuses_optics_that_contradict_the_pitch(widget, errors):
+def test_lightfield_tab_refuses_optics_that_contradict_the_pitch(widget, qtbot, errors):
     viewer = widget.viewer
     _lightfield_layers(viewer)
     widget.lf_raw.select("raw")
     widget.lf_white.select("white")
     widget.lf_fields["lenslet_pitch_um"].setText("100")
     widget.lf_fields["camera_pixel_um"].setText("6.5")  # nominal 15.4 px, measured 9.37 px
-    assert widget.detect_grid() is None
+    finished(widget, qtbot, widget.detect_grid())
+    assert widget.lf_calibration is None and widget.runner.status == "failed"
     assert errors and "measured pitch 9.3" in errors[-1] and "expected 15.38" in errors[-1]
     assert "raw lenslet centres" not in viewer.layers
 
@@ -199,7 +210,7 @@ def test_lightfield_tab_with_optics_attaches_the_implied_psf(widget, qtbot, erro
     assert psf.optics["camera_pixel_um"] == pytest.approx(60 / 9)  # the rectified pixel, not the camera's
     np.testing.assert_allclose(psf.z_planes_um, [-2.0, 0.0, 2.0])
     assert layer.scale[-1] == pytest.approx(60 / 20 / 9)
-    qtbot.waitUntil(lambda: widget._psf_worker is None, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
     paths = widget.save_lightfield(tmp_path / "cal")
     assert sorted(p.name for p in paths) == [
         "cal.lfcal.json",
@@ -214,13 +225,14 @@ def test_lightfield_tab_with_optics_attaches_the_implied_psf(widget, qtbot, erro
     assert not list(tmp_path.glob(".*tmp"))
 
 
-def test_xlfm_tab_finds_the_view_centres(widget, errors):
+def test_xlfm_tab_finds_the_view_centres(widget, qtbot, errors):
     viewer = widget.viewer
     truth = np.array([[20.3, 20.6], [20.1, 60.2], [59.7, 40.4], [60.4, 80.1], [21.0, 99.5]])
     image = synthetic_white((84, 124), truth, 7.0, seed=3)
     viewer.add_image(image, name="white")
     widget.xlfm_picker.select("white")
-    calibration = widget.find_xlfm_views()
+    finished(widget, qtbot, widget.find_xlfm_views())
+    calibration = widget.xlfm_calibration
     assert calibration is not None, errors
     points = viewer.layers["white view centres"].data
     nearest = np.linalg.norm(points[:, None] - truth[None], axis=-1).min(axis=1)
@@ -230,15 +242,16 @@ def test_xlfm_tab_finds_the_view_centres(widget, errors):
     assert errors == []
 
 
-def test_xlfm_tab_reports_a_frame_without_views(widget, errors):
+def test_xlfm_tab_reports_a_frame_without_views(widget, qtbot, errors):
     widget.viewer.add_image(np.random.default_rng(0).normal(100, 1, (64, 64)).astype(np.float32), name="noise")
     widget.xlfm_picker.select("noise")
-    assert widget.find_xlfm_views() is None
+    finished(widget, qtbot, widget.find_xlfm_views())
+    assert widget.xlfm_calibration is None
     assert errors and "no lenslet views found" in errors[-1]
 
 
 @pytest.mark.skipif(not GUV.is_dir(), reason="the real GUV light field is not available")
-def test_real_guv_frame_calibrates_in_the_widget(widget, errors):
+def test_real_guv_frame_calibrates_in_the_widget(widget, qtbot, errors):
     import tifffile
 
     viewer = widget.viewer
@@ -250,7 +263,8 @@ def test_real_guv_frame_calibrates_in_the_widget(widget, errors):
     values = widget.load_metadata(GUV / "metadata.txt")
     assert values["wavelength_um"] == pytest.approx(0.593)
     assert widget.lf_fields["lenslet_pitch_um"].text() == "100"
-    calibration = widget.detect_grid()
+    finished(widget, qtbot, widget.detect_grid())
+    calibration = widget.lf_calibration
     assert calibration is not None, errors
     assert calibration.pitch_px == pytest.approx(15.40, abs=0.02)
     assert calibration.pixels_per_lenslet() == 15

@@ -303,6 +303,8 @@ class RunPanel(QWidget):
         self.job: Any = None
         self.locked: list[QWidget] = []
         self._stop: Any = None
+        # True from start until the runner's finished signal (its status changes a little earlier)
+        self._engine_busy = False
         self.progress = QProgressBar()
         self.progress.setRange(0, PROGRESS_STEPS)
         self.cancel_button = QPushButton("Cancel")
@@ -319,7 +321,7 @@ class RunPanel(QWidget):
     @property
     def busy(self) -> bool:
         """True while an engine run or a piece of work runs."""
-        return (self.runner is not None and self.runner.running) or (self.job is not None and self.job.running)
+        return self._engine_busy or (self.job is not None and self.job.running)
 
     def start_engine(
         self,
@@ -342,6 +344,7 @@ class RunPanel(QWidget):
         if on_metric is not None:
             runner.metric.connect(on_metric)
         runner.finished.connect(self._on_engine_finished)
+        self._engine_busy = True
         self.set_busy(True, message)
         runner.start()
         return runner
@@ -395,6 +398,7 @@ class RunPanel(QWidget):
         self.status_label.setText(message)
 
     def _on_engine_finished(self, status: str, message: str) -> None:
+        self._engine_busy = False
         self.set_busy(False, message if status == "done" else f"{status}: {message}")
         if status == "done":
             self.progress.setValue(PROGRESS_STEPS)
