@@ -14,10 +14,11 @@ Two modes, by what the second layer is:
 
 Numbers and the two plots (Fourier-PSNR sweep, FSC curve) update when either
 layer's data changes — e.g. each preview the worker layer writes in place —
-at most twice a second; the computation runs in a worker thread with a
-generation counter, so a stale result never overwrites a newer one and the UI
-never waits for it. With *follow engine output* on, the newest engine
-preview/result layer becomes the prediction automatically.
+at most twice a second; the computation runs through the worker layer
+(:func:`napari_lfrecon.gui.worker.start_job`) with a generation counter, so a
+stale result never overwrites a newer one and the UI never waits for it. With
+*follow engine output* on, the newest engine preview/result layer becomes the
+prediction automatically.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
@@ -47,6 +47,7 @@ from qtpy.QtWidgets import (
 
 from ..metrics.report import compare
 from ._geometry import output_translate
+from .worker import Job, start_job
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -73,6 +74,9 @@ class MetricsWidget(QWidget):
         self._busy = False
         self._pending = False
         self._connected: list[Any] = []
+        #: The readouts' computation and the split-and-reconstruct run in the worker layer (the latest of each).
+        self._job: Job | None = None
+        self._split_job: Job | None = None
 
         self.pred_combo = QComboBox()
         self.pred_combo.setToolTip("the reconstruction to score (an engine's preview or result)")
@@ -248,11 +252,9 @@ class MetricsWidget(QWidget):
         )
         self._generation += 1
         self._busy = True
-        worker = _compute(a.copy(), b.copy(), self._generation, kwargs)
-        worker.returned.connect(self._on_result)
-        worker.errored.connect(self._on_error)
-        worker.start()
-        self._worker = worker
+        self._job = start_job(
+            _compare, a.copy(), b.copy(), self._generation, kwargs, on_return=self._on_result, on_error=self._on_error
+        )
 
     def _on_error(self, exc: Exception) -> None:
         self._busy = False
@@ -307,8 +309,8 @@ class MetricsWidget(QWidget):
         self._draw_empty()
 
     # ------------------------------------------------------------ split & reconstruct
-    def split_and_reconstruct(self) -> Any:
-        """Binomially split the chosen measurement and reconstruct both halves with RL in a worker thread."""
+    def split_and_reconstruct(self) -> Job | None:
+        """Binomially split the chosen measurement and reconstruct both halves with RL through the worker layer."""
         layer = next((x for x in self._images() if x.name == self.measure_combo.currentText()), None)
         if layer is None or "psf" not in layer.metadata:
             show_error("choose a measurement layer that carries a PSF (metadata['psf'])")
@@ -316,12 +318,15 @@ class MetricsWidget(QWidget):
         psf = layer.metadata["psf"]
         self.split_button.setEnabled(False)
         self._show_status(f"reconstructing two halves of {layer.name!r} ({self.iter_spin.value()} RL iterations each)…")
-        worker = _split_reconstruct(np.asarray(layer.data), psf, self.iter_spin.value())
-        worker.returned.connect(lambda volumes: self._add_halves(layer, psf, volumes))
-        worker.errored.connect(self._on_split_error)
-        worker.start()
-        self._split_worker = worker
-        return worker
+        self._split_job = start_job(
+            _split_reconstruct,
+            np.asarray(layer.data),
+            psf,
+            self.iter_spin.value(),
+            on_return=lambda volumes: self._add_halves(layer, psf, volumes),
+            on_error=self._on_split_error,
+        )
+        return self._split_job
 
     def _on_split_error(self, exc: Exception) -> None:
         self.split_button.setEnabled(True)
@@ -351,13 +356,13 @@ class MetricsWidget(QWidget):
         self.select(names[0], names[1], "1/7")
 
 
-@thread_worker
-def _compute(a: np.ndarray, b: np.ndarray, generation: int, kwargs: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _compare(a: np.ndarray, b: np.ndarray, generation: int, kwargs: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The readouts of ``a`` against ``b``, tagged with the request's generation (runs off the main thread)."""
     return generation, compare(a, b, **kwargs)
 
 
-@thread_worker
 def _split_reconstruct(data: np.ndarray, psf: Any, iterations: int) -> list[Any]:
+    """Binomial halves of ``data`` (seed 0), each reconstructed with RL (runs off the main thread)."""
     from ..api import reconstruct
     from ..metrics.halves import binomial_split
 
