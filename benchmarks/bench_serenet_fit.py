@@ -34,7 +34,7 @@ from napari_lfrecon.engines.rl import richardson_lucy
 from napari_lfrecon.engines.serenet_data import default_view_indices, simulate_training_frames
 from napari_lfrecon.engines.serenet_loss import nll_mpg
 from napari_lfrecon.metrics.basic import psnr
-from napari_lfrecon.physics.operators import operator_for_psf
+from napari_lfrecon.modalities import forward_model
 from napari_lfrecon.physics.phase_space import PhaseSpaceLF
 from napari_lfrecon.psf.model import PSF
 
@@ -81,7 +81,7 @@ def main() -> None:
             return float(nll_mpg(rate[:, rim:-rim, rim:-rim], measured, READ_NOISE_E))
 
         sn = reconstruct("serenet", frame, psf, weights=args.weights, background=BACKGROUND_E).data
-        model = operator_for_psf(psf, frame.shape)
+        model = forward_model(psf, frame.shape)
         y = torch.as_tensor(model.prepare(frame))[None]
         curves: dict[str, dict[int, float]] = {}
         for start, initial in (("flat", None), ("serenet", torch.as_tensor(sn)[None])):

@@ -18,7 +18,7 @@ import torch
 from napari_lfrecon.data import phantoms
 from napari_lfrecon.data.simulate import simulate_acquisition
 from napari_lfrecon.io.tiff import write_tiff
-from napari_lfrecon.physics.operators import operator_for_psf
+from napari_lfrecon.modalities import forward_model
 from napari_lfrecon.psf.model import PSF_FILE_SUFFIX
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "napari_lfrecon" / "sample_data"
@@ -36,7 +36,7 @@ def _save(name, measurement, data_scale, psf, truth, info):
 
 
 def _acquire(volume, psf, data_shape, photons, background_e, read_noise_e):
-    model = operator_for_psf(psf, data_shape, boundary="padded")
+    model = forward_model(psf, data_shape, boundary="padded")
     padded = np.zeros(model.volume_shape, np.float32)
     padded[model.output_slices] = volume
     sim = simulate_acquisition(
@@ -75,7 +75,7 @@ def make_xlfm():
     dz, dy, dx = psf.voxel_size
     volume_shape = (len(z_planes), 56, 56)
     truth = phantoms.zebrafish_like(volume_shape, (dz, dy, dx), n_neurons=80, seed=SEED)
-    model = operator_for_psf(psf, optics.sensor_shape)
+    model = forward_model(psf, optics.sensor_shape)
     sim = simulate_acquisition(
         truth, model.operator, photons=400.0, background_e=1.0, read_noise_e=1.5, seed=SEED, clip_negative=True
     )
@@ -105,7 +105,7 @@ def make_lfm():
         tube_radius_um=(0.6, 1.2),
     )
     raw_shape = (n_lenslets * nnum, n_lenslets * nnum)
-    model = operator_for_psf(psf, raw_shape)
+    model = forward_model(psf, raw_shape)
     sim = simulate_acquisition(
         truth, model.operator, photons=500.0, background_e=1.0, read_noise_e=1.5, seed=SEED, clip_negative=True
     )

@@ -27,20 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from ..physics.fft_util import next_fast_len
+from ..modalities.widefield import TILE_COPIES, tile_bytes
 from ..psf.model import PSF
 from .sizes import format_size
 
 Region = tuple[slice, ...]
 
-#: Peak RL working set on a widefield tile, in float32 copies of its FFT grid (measured ≈13.3).
-RL_FFT_COPIES = 14
-#: Input copy, result and written chunk of a tile, in float32 copies of the tile.
-TILE_COPIES = 3
-#: Light-field / XLFM operator working set, in copies of the PSF array (measured ≈62 for LFM, ≈12 for XLFM).
-OPERATOR_PSF_COPIES = {"lfm": 64, "xlfm": 16}
-#: RL buffers per frame (estimate, ratio, correction, sensitivity, …), in copies of (frame + volume).
-FRAME_RL_COPIES = 12
 #: Held back from every budget for the scheduler, the zarr writer and first-call caches (measured 8–10 MiB).
 RESERVED_BYTES = 12 * 2**20
 #: Budget used when the caller gives none.
@@ -114,21 +106,19 @@ class Plan:
 
 # --------------------------------------------------------------------------- memory models
 def widefield_tile_bytes(extent: Sequence[int], psf_shape: Sequence[int], boundary: str = "padded") -> int:
-    """Estimated peak bytes of RL on one widefield tile of ``extent`` voxels."""
-    if boundary == "padded":
-        grid = math.prod(next_fast_len(e + p - 1) for e, p in zip(extent, psf_shape, strict=True))
-    else:
-        grid = math.prod(extent)
-    return RL_FFT_COPIES * _FLOAT * grid + TILE_COPIES * _FLOAT * math.prod(extent)
+    """Estimated peak bytes of RL on one widefield tile of ``extent`` voxels (the widefield modality's model)."""
+    return tile_bytes(extent, psf_shape, boundary)
 
 
 def frames_bytes(psf: PSF, frame_shape: Sequence[int], volume_shape: Sequence[int], frames: int, boundary: str) -> int:
-    """Estimated peak bytes of RL on a group of ``frames`` frames (one engine call per frame)."""
+    """Estimated peak bytes of RL on a group of ``frames`` frames (one engine call per frame).
+
+    The engine's working set on one frame is the modality's memory model (:meth:`Modality.frame_bytes`).
+    """
+    from .. import modalities
+
     per_frame = _FLOAT * (math.prod(frame_shape) + math.prod(volume_shape))
-    if psf.modality == "widefield":
-        engine = widefield_tile_bytes(frame_shape, psf.array.shape, boundary)
-    else:
-        engine = OPERATOR_PSF_COPIES.get(psf.modality, 16) * psf.array.nbytes + FRAME_RL_COPIES * per_frame
+    engine = modalities.for_psf(psf).frame_bytes(psf, frame_shape, volume_shape, boundary)
     # The group's input and result stay in memory while its frames are reconstructed one by one.
     return engine + 2 * frames * per_frame
 
@@ -143,37 +133,16 @@ def frame_layout(psf: PSF | None, shape: Sequence[int], axes: str) -> tuple[bool
         )
     if psf is None:
         return (len(shape) == 4 or axes.startswith("T")), (len(shape) - 1 if axes.startswith("T") else len(shape))
-    if psf.modality == "widefield":
-        frame_ndim = 3
-    elif psf.modality == "xlfm":
-        frame_ndim = 2
-    elif psf.modality == "lfm":
-        n_views = int(psf.array.shape[0])
-        if len(shape) == 4:
-            frame_ndim = 3
-        elif len(shape) == 3:
-            # (A, Y, X) views of one frame, or (T, Y, X) raw frames: the axes or the view count decide.
-            frame_ndim = 2 if (axes.startswith("T") or shape[0] != n_views) else 3
-        else:
-            frame_ndim = 2
-    else:
-        raise ValueError(f"unknown PSF modality {psf.modality!r}")
-    if len(shape) == frame_ndim:
-        return False, frame_ndim
-    if len(shape) == frame_ndim + 1:
-        return True, frame_ndim
-    raise ValueError(
-        f"a {psf.modality} input must be one frame of {frame_ndim} dimensions or a (T, …) series of them; "
-        f"got shape {shape} (axes {axes!r})"
-    )
+    from .. import modalities
+
+    return modalities.for_psf(psf).frame_layout(psf, shape, axes)
 
 
 def output_frame_shape(psf: PSF, frame_shape: Sequence[int], boundary: str) -> tuple[int, ...]:
     """The shape of one reconstructed frame, from the forward model (no engine run needed)."""
-    from ..physics.operators import operator_for_psf
+    from .. import modalities
 
-    model = operator_for_psf(psf, tuple(frame_shape), boundary=boundary)
-    return tuple(len(range(*s.indices(n))) for s, n in zip(model.output_slices, model.volume_shape, strict=True))
+    return modalities.for_psf(psf).output_frame_shape(psf, frame_shape, boundary)
 
 
 def plan_run(

@@ -29,8 +29,8 @@ import torch
 
 from ..data import phantoms
 from ..data.simulate import simulate_acquisition
+from ..modalities import ForwardModel, forward_model
 from ..physics.axial import AxialDegradation
-from ..physics.operators import ForwardModel, operator_for_psf
 from ..psf.model import PSF, PSF_FILE_SUFFIX
 from .config import SPLIT_FAMILIES, SPLITS, TASKS, BenchConfig
 
@@ -146,7 +146,7 @@ def build_widefield(config: BenchConfig) -> Task:
     psf = widefield_psf(
         config.widefield_psf_shape, voxel, na=config.widefield_na, wavelength_um=0.52, immersion_index=1.33
     )
-    model = operator_for_psf(psf, config.widefield_shape, boundary="padded")
+    model = forward_model(psf, config.widefield_shape, boundary="padded")
 
     def make(family: str, seed: int) -> Item:
         truth = make_phantom(family, config.widefield_shape, voxel, seed)
@@ -182,7 +182,7 @@ def build_lfm(config: BenchConfig) -> Task:
     psf = lfm_psf(optics, np.asarray(config.lfm_z_um))
     nnum, s = optics.pixels_per_lenslet, optics.supersample
     shape = (len(config.lfm_z_um), config.lfm_lenslets * s, config.lfm_lenslets * s)
-    model = operator_for_psf(psf, (config.lfm_lenslets * nnum,) * 2)
+    model = forward_model(psf, (config.lfm_lenslets * nnum,) * 2)
 
     def make(family: str, seed: int) -> Item:
         truth = make_phantom(family, shape, psf.voxel_size, seed)
@@ -214,7 +214,7 @@ def build_xlfm(config: BenchConfig) -> Task:
         lenslet_pupil_centres=default_lenslet_layout(config.xlfm_lenslets),
     )
     psf = xlfm_psf(optics, np.asarray(config.xlfm_z_um), device="cpu")
-    model = operator_for_psf(psf, config.xlfm_sensor)
+    model = forward_model(psf, config.xlfm_sensor)
     shape = tuple(int(n) for n in model.volume_shape)
 
     def make(family: str, seed: int) -> Item:

@@ -4,7 +4,7 @@ Maximum-likelihood under Poisson noise with the multiplicative update
 ``x ← x / (Aᵀ1 − λ·div(∇x/|∇x|)) · Aᵀ(y / (Ax + b))``: the classical baseline,
 the ground-truth generator for learned engines, and the reference every other
 engine is measured against. The operator comes from the PSF's modality
-(:func:`napari_lfrecon.physics.operators.operator_for_psf`).
+(:func:`napari_lfrecon.modalities.forward_model`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..physics.operators import operator_for_psf
+from ..modalities import forward_model
 from . import register
 from .base import Engine, EngineInputError, Inputs, Update, param
 from .validation import checked_measurement
@@ -145,7 +145,7 @@ class RichardsonLucy(Engine):
         if inputs.psf is None:
             raise EngineInputError("Richardson–Lucy needs a PSF (a PSF file, a PSF object or, for widefield, an array)")
         data = checked_measurement(inputs.data, non_negative=True)
-        model = operator_for_psf(inputs.psf, data.shape, boundary=params.boundary)
+        model = forward_model(inputs.psf, data.shape, boundary=params.boundary)
         model.operator.to(device)
         y = torch.as_tensor(model.prepare(data), device=device)[None]
         background = float(np.percentile(data, 1)) if params.estimate_background else params.background

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
+
+from .base import LinearOperator
 
 
-class AxialDegradation(nn.Module):
+class AxialDegradation(LinearOperator):
     """Blur along ``axis`` with a 1D kernel (or none), then average-pool by ``factor`` along that axis.
 
     ``forward`` maps a ``(B, Z, Y, X)`` volume (or any batched N-D array) to one
@@ -48,6 +49,14 @@ class AxialDegradation(nn.Module):
         right = centre if not flip else n - 1 - centre
         out = torch.nn.functional.conv1d(torch.nn.functional.pad(flat, (left, right)), weight)
         return out.reshape(shape).movedim(-1, self.axis)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``input_shape`` with ``axis`` ``factor`` times shorter (any size is accepted)."""
+        shape = [int(n) for n in input_shape]
+        if shape[self.axis] % self.factor:
+            raise ValueError(f"axis length {shape[self.axis]} is not a multiple of the anisotropy factor {self.factor}")
+        shape[self.axis] //= self.factor
+        return tuple(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Blur then pool: the axis shrinks by ``factor``."""

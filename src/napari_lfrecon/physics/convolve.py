@@ -7,14 +7,14 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch import nn
 
+from .base import LinearOperator
 from .fft_util import kernel_to_origin, next_fast_len
 
 Boundary = Literal["circular", "padded"]
 
 
-class Convolve3D(nn.Module):
+class Convolve3D(LinearOperator):
     """``y = x ⊛ h`` for a centred PSF ``h`` (centre at ``shape // 2``), computed with real FFTs.
 
     ``boundary="circular"``: the volume has the data's shape and the

@@ -5,12 +5,17 @@ from __future__ import annotations
 import torch
 
 
-def next_fast_len(n: int) -> int:
-    """The smallest integer ≥ ``n`` whose only prime factors are 2, 3, 5 and 7 (fast for pocketfft/cuFFT)."""
+def next_fast_len(n: int, primes: tuple[int, ...] = (2, 3, 5, 7)) -> int:
+    """The smallest integer ≥ ``n`` whose only prime factors are in ``primes`` (fast for pocketfft/cuFFT).
+
+    The default (2, 3, 5, 7) is what the widefield and light-field operators use; the XLFM
+    operator and the LFM PSF's propagation grid use (2, 3, 5), as they always have, so their
+    FFT grids (and the LFM PSFs compared against references) stay exactly the same.
+    """
     n = max(int(n), 1)
     while True:
         m = n
-        for p in (2, 3, 5, 7):
+        for p in primes:
             while m % p == 0:
                 m //= p
         if m == 1:

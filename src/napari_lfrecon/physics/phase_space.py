@@ -31,8 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
+from .base import LinearOperator
 from .fft_util import next_fast_len
 
 #: Fraction of ``max_spectra_bytes`` one on-the-fly chunk of angles may use.
@@ -44,7 +44,7 @@ def _fft_len_multiple(n: int, s: int) -> int:
     return s * next_fast_len(-(-n // s))
 
 
-class PhaseSpaceLF(nn.Module):
+class PhaseSpaceLF(LinearOperator):
     """LFM forward operator ``(B, D, Y, X) -> (B, A, Y/s, X/s)`` and its adjoint.
 
     Parameters
@@ -106,6 +106,11 @@ class PhaseSpaceLF(nn.Module):
         self.register_buffer("psf", kernel.contiguous(), persistent=False)
         self._spectra: torch.Tensor | None = None  # cached (Qy·(Px//2+1), s·D, A), for one device/dtype
         self._index_cache: dict[str, tuple[torch.Tensor, ...]] = {}
+
+    @property
+    def data_shape(self) -> tuple[int, int, int]:  # type: ignore[override]
+        """The views' shape ``(A, Y/s, X/s)`` (the operator base's name for ``views_shape``)."""
+        return self.views_shape
 
     # ------------------------------------------------------------ spectra
     def _complex_dtype(self, dtype: torch.dtype) -> torch.dtype:

@@ -25,25 +25,34 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..psf.xlfm import view_windows, windows_overlap
+from .base import LinearOperator
+from .fft_util import next_fast_len
 
-
-def _fast_length(n: int) -> int:
-    """Smallest integer ≥ ``n`` whose only prime factors are 2, 3 and 5 (fast FFT sizes)."""
-    m = max(int(n), 1)
-    while True:
-        k = m
-        for p in (2, 3, 5):
-            while k % p == 0:
-                k //= p
-        if k == 1:
-            return m
-        m += 1
+#: Prime factors allowed in the FFT lengths: 2·3·5-smooth, as measured when this operator was tuned.
+_FFT_PRIMES = (2, 3, 5)
 
 
-class XLFMProjector(nn.Module):
+def view_windows(centres: np.ndarray, view_size: tuple[int, int]) -> np.ndarray:
+    """Top-left sensor pixel ``(N, 2)`` of each view window: ``round(c_k) - view_size // 2``."""
+    centres = np.asarray(centres, dtype=np.float64)
+    if centres.ndim != 2 or centres.shape[1] != 2 or len(centres) == 0 or not np.all(np.isfinite(centres)):
+        raise ValueError(f"centres must be a finite (N, 2) array of (y, x) positions, got shape {centres.shape}")
+    half = np.array([view_size[0] // 2, view_size[1] // 2])
+    return np.round(centres).astype(np.int64) - half
+
+
+def windows_overlap(centres: np.ndarray, view_size: tuple[int, int]) -> bool:
+    """Whether any two view windows share a sensor pixel."""
+    corners = view_windows(centres, view_size)
+    dy = np.abs(corners[:, None, 0] - corners[None, :, 0])
+    dx = np.abs(corners[:, None, 1] - corners[None, :, 1])
+    clash = (dy < view_size[0]) & (dx < view_size[1])
+    np.fill_diagonal(clash, False)
+    return bool(clash.any())
+
+
+class XLFMProjector(LinearOperator):
     """Fourier light-field forward model ``A``: ``(B, D, Y, X)`` volume → ``(B, H, W)`` raw frame.
 
     Parameters
@@ -110,7 +119,8 @@ class XLFMProjector(nn.Module):
         self.views_overlap = windows_overlap(centres_np, view)  # type: ignore[arg-type]
         # FFT length per axis: see the module docstring for why this bound is exact.
         self.fft_shape: tuple[int, int] = tuple(  # type: ignore[assignment]
-            _fast_length(sensor[a] + max(shape[1 + a] // 2, shape[1 + a] - 1 - shape[1 + a] // 2)) for a in range(2)
+            next_fast_len(sensor[a] + max(shape[1 + a] // 2, shape[1 + a] - 1 - shape[1 + a] // 2), _FFT_PRIMES)
+            for a in range(2)
         )
         self.register_buffer("psf", psf.clone())
         self.register_buffer("centres", torch.as_tensor(centres_np, dtype=torch.float64))
@@ -119,6 +129,11 @@ class XLFMProjector(nn.Module):
         self.register_buffer("view_index", (rows[:, :, None] * sensor[1] + cols[:, None, :]).reshape(-1))
         self._spectra: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self._spectrum(psf.device, psf.dtype)
+
+    @property
+    def data_shape(self) -> tuple[int, int]:  # type: ignore[override]
+        """The raw sensor frame's shape ``(H, W)`` (the operator base's name for ``sensor_shape``)."""
+        return self.sensor_shape
 
     @property
     def n_views(self) -> int:

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..physics.fft_util import next_fast_len
 from .model import PSF
 
 #: Gauss–Legendre nodes per π of total phase excursion of the Debye integrand (plus a fixed floor).
@@ -226,19 +227,6 @@ def default_oversampling(optics: LFMOptics) -> int:
     return osf if osf % 2 else osf + 1
 
 
-def _fast_len(n: int) -> int:
-    """Smallest integer ≥ n with prime factors 2, 3, 5 only."""
-    n = max(int(n), 1)
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
-
-
 # --------------------------------------------------------------------- Debye
 def debye_radial(
     optics: LFMOptics, z_um: np.ndarray, r_max_um: float, *, device: torch.device, dr_um: float | None = None
@@ -306,7 +294,8 @@ def _propagation_grid(optics: LFMOptics, grid: int, dx: float) -> int:
     excess = max(0.0, optics.lenslet_focal_um * optics.na / optics.magnification - optics.lenslet_pitch_um / 2)
     margin = 2 * math.ceil(excess / dx) + math.ceil(_WRAP_MARGIN_LENSLETS * optics.lenslet_pitch_um / dx)
     chirp = math.ceil(optics.wavelength_um * optics.lenslet_focal_um / dx**2)
-    return _fast_len(max(grid + margin, chirp))
+    # 2·3·5-smooth, as the reference PSFs were computed with (a 7-smooth length would change the grid)
+    return next_fast_len(max(grid + margin, chirp), (2, 3, 5))
 
 
 def _propagate(field: torch.Tensor, transfer: torch.Tensor, first: int, n_out: int) -> torch.Tensor:

@@ -33,6 +33,25 @@ ARRAY_AXES: dict[str, str] = {
 _ARRAY_NDIM = {"widefield": 3, "lfm": 4, "xlfm": 3}
 
 
+def register_psf_layout(modality: str, ndim: int, axes: str) -> None:
+    """Let PSF objects of a new ``modality`` hold ``ndim``-dimensional arrays laid out as ``axes``.
+
+    Called by :func:`napari_lfrecon.modalities.register` for modalities whose PSF
+    layout this module does not know yet (``psf`` must not import the modality
+    registry, which sits above it). Refuses to change a known layout.
+    """
+    known = _ARRAY_NDIM.get(modality)
+    if known is not None and known != int(ndim):
+        raise ValueError(f"the {modality} PSF layout is already {ARRAY_AXES[modality]} ({known} dimensions)")
+    _ARRAY_NDIM[modality] = int(ndim)
+    ARRAY_AXES.setdefault(modality, axes)
+
+
+def psf_modalities() -> tuple[str, ...]:
+    """Every modality a PSF object may have (the built-in ones plus registered layouts)."""
+    return tuple(_ARRAY_NDIM)
+
+
 @dataclass(eq=False)
 class PSF:
     """A point-spread function with its optics metadata.
@@ -70,8 +89,8 @@ class PSF:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.modality not in MODALITIES:
-            raise ValueError(f"PSF modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.modality not in _ARRAY_NDIM:
+            raise ValueError(f"PSF modality must be one of {psf_modalities()}, got {self.modality!r}")
         self.array = np.asarray(self.array)
         expected = _ARRAY_NDIM[self.modality]
         if self.array.ndim != expected:

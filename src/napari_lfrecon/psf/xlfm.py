@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..physics.xlfm import view_windows, windows_overlap  # noqa: F401 (windows_overlap: re-exported)
 from .model import PSF
 
 #: Lattice offsets tried by :func:`default_lenslet_layout`, in lattice pitches:
@@ -152,23 +153,6 @@ def _pair(value: tuple[int, int], name: str) -> tuple[int, int]:
     if len(pair) != 2 or min(pair) < 1 or any(int(v) != v for v in value):
         raise ValueError(f"{name} must be two positive integers (rows, cols), got {value!r}")
     return pair  # type: ignore[return-value]
-
-
-def view_windows(centres: np.ndarray, view_size: tuple[int, int]) -> np.ndarray:
-    """Top-left sensor pixel ``(N, 2)`` of each view window: ``round(c_k) - view_size // 2``."""
-    centres = _as_centres(centres, "centres")
-    half = np.array([view_size[0] // 2, view_size[1] // 2])
-    return np.round(centres).astype(np.int64) - half
-
-
-def windows_overlap(centres: np.ndarray, view_size: tuple[int, int]) -> bool:
-    """Whether any two view windows share a sensor pixel."""
-    corners = view_windows(centres, view_size)
-    dy = np.abs(corners[:, None, 0] - corners[None, :, 0])
-    dx = np.abs(corners[:, None, 1] - corners[None, :, 1])
-    clash = (dy < view_size[0]) & (dx < view_size[1])
-    np.fill_diagonal(clash, False)
-    return bool(clash.any())
 
 
 @dataclass(eq=False)

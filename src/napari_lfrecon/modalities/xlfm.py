@@ -1,0 +1,44 @@
+"""Fourier light-field microscopy (XLFM): one raw sensor frame ``(Y, X)`` holding every view."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .base import ForwardModel, Modality
+
+
+class FourierLightField(Modality):
+    """XLFM through :class:`~napari_lfrecon.physics.xlfm.XLFMProjector` (the PSF's sensor = the frame)."""
+
+    name = "xlfm"
+    title = "Fourier light field (XLFM)"
+    expected_data = "a 2D raw XLFM sensor frame (Y, X)"
+    frame_ndim = (2,)
+    sample_name = "xlfm"
+    order = 2
+    #: Measured ≈12 copies of the PSF array for RL on one frame.
+    operator_psf_copies = 16
+
+    def forward_model(self, psf: Any, data_shape: Sequence[int], *, boundary: str = "padded") -> ForwardModel:
+        """The sensor frame of a ``(D, *view_size)`` volume (or the PSF's stored ``volume_shape``)."""
+        from ..physics.xlfm import XLFMProjector
+
+        data_shape = tuple(int(n) for n in data_shape)
+        if len(data_shape) != 2:
+            raise ValueError(f"an XLFM PSF needs {self.expected_data}, got data of shape {data_shape}")
+        depth, height, width = psf.array.shape
+        if (height, width) != data_shape:
+            raise ValueError(f"the XLFM frame is {data_shape} but the PSF's sensor is {(height, width)}")
+        view_size = tuple(int(v) for v in psf.optics["view_size"])
+        volume_shape = tuple(int(v) for v in psf.optics.get("volume_shape", (depth, *view_size)))
+        op = XLFMProjector(psf.array, psf.arrays["centres"], view_size, volume_shape)  # type: ignore[arg-type]
+        slices = tuple(slice(0, n) for n in volume_shape)
+        return ForwardModel(op, volume_shape, data_shape, slices, psf.voxel_size, "xlfm")
+
+    def frame_axes(self, frame_ndim: int) -> str:
+        """``"YX"``: a sensor frame."""
+        return "YX" if frame_ndim == 2 else "?" * frame_ndim
+
+
+MODALITY = FourierLightField()
