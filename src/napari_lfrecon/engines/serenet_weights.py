@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..psf.model import PSF
-from ..training.weights import GEOMETRY_FIELDS, read_weights, write_weights
+from ..training.weights import GEOMETRY_FIELDS, check_optics, read_weights, write_weights
 from ..training.weights import optics_mismatches as generic_mismatches
 from ..training.weights import optics_signature as generic_signature
 from ..training.weights import weights_header as generic_header
@@ -78,14 +78,14 @@ def load_model(path: str | Path, psf: PSF | None = None) -> tuple[SeReNetNet, di
     """
     tensors, header = read_weights(path, engine=ENGINE_NAME, version=WEIGHTS_VERSION, retrain="lfrecon train serenet")
     if psf is not None:
-        problems = optics_mismatches(header.get("optics", {}), psf)
-        if problems:
-            raise EngineInputError(
-                f"the SeReNet weights {Path(path).name} were trained for other optics: "
-                + "; ".join(problems)
-                + ". Train weights for this PSF with `lfrecon train serenet INPUT… --psf PSF --out WEIGHTS` "
-                "(or the Train widget) and pass them as 'weights'."
-            )
+        check_optics(
+            header.get("optics", {}),
+            psf,
+            MATCHED_OPTICS,
+            weights_name=f"the SeReNet weights {Path(path).name}",
+            remedy="Train weights for this PSF with `lfrecon train serenet INPUT… --psf PSF --out WEIGHTS` "
+            "(or the Train widget) and pass them as 'weights'.",
+        )
     config = SeReNetConfig.from_dict(header["config"])
     model = SeReNetNet(config)
     model.load_state_dict(tensors)
