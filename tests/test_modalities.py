@@ -172,3 +172,13 @@ def test_physics_never_imports_psf() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bench_tasks_and_samples_follow_the_registry() -> None:
+    from napari_lfrecon.bench.config import TASKS
+    from napari_lfrecon.samples import SAMPLES
+
+    assert TASKS == modalities.available()  # one benchmark task per modality, in the registry's order
+    for name in modalities.available():
+        sample = modalities.get(name).sample_name
+        assert sample is None or sample in SAMPLES

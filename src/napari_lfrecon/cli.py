@@ -191,6 +191,7 @@ def cmd_reconstruct(args: argparse.Namespace, param_names: list[str]) -> int:
 
 def cmd_reconstruct_batch(args: argparse.Namespace, param_names: list[str]) -> int:
     """``lfrecon reconstruct … OUT.zarr``: chunked, resumable, optionally distributed (``napari_lfrecon.batch``)."""
+    from . import modalities
     from .batch import open_source, parse_size, run_batch
 
     output = Path(args.output)
@@ -201,7 +202,7 @@ def cmd_reconstruct_batch(args: argparse.Namespace, param_names: list[str]) -> i
     source, header = open_source(args.input)
     voxel_size = _voxel(args.voxel_size) or (tuple(header.voxel_size) if header.voxel_size else None)
     psf = _load_psf(args, voxel_size)
-    if psf is not None and psf.modality == "widefield":
+    if psf is not None and modalities.for_psf(psf).psf_on_data_grid:  # the PSF must match the input's voxel size
         if voxel_size is None or len(voxel_size) != 3:
             raise EngineInputError(
                 f"the input {args.input} states no (dz, dy, dx) voxel size: pass --voxel-size DZ DY DX (µm)"

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import modalities
 from ..data import phantoms
 from ..data.simulate import simulate_acquisition
 from ..modalities import ForwardModel, forward_model
-from ..physics.axial import AxialDegradation
 from ..psf.model import PSF, PSF_FILE_SUFFIX
 from .config import SPLIT_FAMILIES, SPLITS, TASKS, BenchConfig
 
@@ -247,7 +247,7 @@ def build_anisotropic(config: BenchConfig) -> Task:
     factor = config.aniso_factor
     if config.aniso_shape[0] % factor:
         raise ValueError(f"aniso_shape[0]={config.aniso_shape[0]} must be a multiple of aniso_factor={factor}")
-    degrade = AxialDegradation(factor, axis=-3, kernel=axial_kernel(factor))
+    degrade = modalities.get("anisotropic").degradation(factor, kernel=axial_kernel(factor), axis=-3)
 
     def make(family: str, seed: int) -> Item:
         truth = make_phantom(family, config.aniso_shape, voxel, seed)

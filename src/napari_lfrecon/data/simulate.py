@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..device import select_device
+from ..physics.base import Operator
 
 #: Read noise of a typical scientific CMOS camera (electrons RMS), the default of the simulators.
 DEFAULT_READ_NOISE_E = 1.5
@@ -88,7 +89,7 @@ def _operator_device_dtype(operator: nn.Module) -> tuple[torch.device | None, to
 
 def simulate_acquisition(
     volume: np.ndarray,
-    operator: nn.Module,
+    operator: Operator | nn.Module,
     *,
     photons: float,
     photons_at: Literal["peak", "mean"] = "peak",
@@ -100,8 +101,9 @@ def simulate_acquisition(
 ) -> dict[str, Any]:
     """Simulate a noisy measurement of ``volume`` through any physics ``operator``.
 
-    ``volume`` is a non-negative ``(Z, Y, X)`` array; ``operator`` is an
-    ``nn.Module`` whose ``forward`` maps a batched ``(1, Z, Y, X)`` tensor to a
+    ``volume`` is a non-negative ``(Z, Y, X)`` array; ``operator`` is a physics
+    :class:`~napari_lfrecon.physics.base.Operator` (e.g. ``modalities.forward_model(psf,
+    shape).operator``) or any ``nn.Module`` whose ``forward`` maps a batched ``(1, Z, Y, X)`` tensor to a
     batched measurement of any shape ``(1, ...)`` (widefield stack, LF views,
     XLFM frame, ...). ``A(volume)`` is scaled so that its maximum
     (``photons_at="peak"``, the default) or its mean over all pixels
