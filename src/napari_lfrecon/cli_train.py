@@ -49,13 +49,24 @@ def trainer_params(trainer: Any) -> list[str]:
     return [s["name"] for s in param_specs(trainer.Params) if s["name"] not in TRAIN_OWN_FLAGS]
 
 
+def command_names() -> dict[str, str]:
+    """Trainer name → its ``lfrecon train`` sub-command.
+
+    The sub-command is the engine the trainer ``trains``, or the trainer's own
+    name when several trainers train the same engine (e.g. a pretraining and
+    a fine-tuning stage).
+    """
+    trainers = {name: engines.get(name).trains or name for name in engines.available(kind="train")}
+    targets = list(trainers.values())
+    return {name: target if targets.count(target) == 1 else name for name, target in trainers.items()}
+
+
 def add_train_parser(sub: Any) -> None:
     """Add ``train`` with one sub-command per training engine (named after the engine it trains)."""
     train = sub.add_parser("train", help="train a network engine (every registered trainer)")
     which = train.add_subparsers(dest="engine", required=True, metavar="ENGINE")
-    for trainer_name in engines.available(kind="train"):
+    for trainer_name, target in command_names().items():
         trainer = engines.get(trainer_name)
-        target = trainer.trains or trainer_name
         command = which.add_parser(target, help=trainer.title or trainer_name, description=trainer.__doc__)
         command.set_defaults(trainer=trainer_name)
         kinds = file_kinds(trainer.data_kinds)
@@ -182,4 +193,4 @@ def cmd_train(args: argparse.Namespace, progress: Callable[[float, str], None]) 
     return 0
 
 
-__all__ = ["add_train_parser", "build_inputs", "cmd_train", "training_command"]
+__all__ = ["add_train_parser", "build_inputs", "cmd_train", "command_names", "training_command"]
