@@ -226,6 +226,25 @@ def test_decode_tiles_turns_failures_into_messages():
     assert isinstance(failed, DecodeFailed) and "shape" in failed.message
 
 
+def test_decode_tiles_limits_torch_threads_while_decoding_and_restores_them():
+    torch = pytest.importorskip("torch")
+    seen: list[int] = []
+
+    class Recording(AnalyticField):
+        def decode_grid(self, zs, ys, xs, *, should_stop=None):
+            seen.append(torch.get_num_threads())
+            return super().decode_grid(zs, ys, xs, should_stop=should_stop)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        request = DecodeRequest(6, plan_passes(GRID, VIEW), 0.0)
+        assert len(list(decode_tiles(Recording(), request))) == 2
+        assert seen == [1, 1] and torch.get_num_threads() == 2 and request.started.is_set()
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_controllers_import_no_qt_or_napari():
     code = (
         "import sys, pkgutil, importlib, napari_lfrecon.controllers as c\n"

@@ -57,6 +57,7 @@ __all__ = [
     "build_field",
     "decode_tiles",
     "limit_torch_threads",
+    "restore_torch_threads",
     "tile_status",
     "zoom_source",
 ]
@@ -68,14 +69,17 @@ class DecodeRequest:
     """One request: decode ``plans`` in order for generation ``gen``.
 
     ``stop`` is set when the request is superseded (the decoder sees it as
-    ``should_stop``); ``done`` is set by :func:`decode_tiles` when its generator
-    has returned, on the worker's thread (a detach waits on it).
+    ``should_stop``); :func:`decode_tiles` sets ``started`` when it begins on
+    the worker's thread and ``done`` when it has returned (a detach waits for
+    ``done`` only once ``started``: a job still queued behind other work ends
+    at once when it starts, seeing ``stop``).
     """
 
     gen: int
     plans: list[TilePlan]
     requested_at: float
     stop: threading.Event = field(default_factory=threading.Event)
+    started: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -106,16 +110,30 @@ class DecodeCounter:
         self.count = 0
 
 
-def limit_torch_threads(threads: int = DECODE_TORCH_THREADS) -> None:
-    """Limit torch's intra-op threads on the calling thread (per thread under OpenMP) when torch is loaded.
+def limit_torch_threads(threads: int = DECODE_TORCH_THREADS) -> int | None:
+    """Limit torch's intra-op threads on the calling thread (per thread under OpenMP); the previous count.
 
-    A field that uses torch has imported it already; importing it here only for
-    this call would delay the first tile by seconds.
+    ``None`` (nothing changed) when torch is not loaded: a field that uses torch
+    has imported it already, and importing it here only for this call would
+    delay the first tile by seconds.
     """
     torch = sys.modules.get("torch")
-    if torch is not None:
+    if torch is None:
+        return None
+    try:
+        previous = int(torch.get_num_threads())
+        torch.set_num_threads(threads)
+    except Exception:  # a torch stub or a runtime that refuses: decode with what is there
+        return None
+    return previous
+
+
+def restore_torch_threads(previous: int | None) -> None:
+    """Undo :func:`limit_torch_threads` (the worker layer's pool thread may run an engine next)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and previous is not None:
         with contextlib.suppress(Exception):
-            torch.set_num_threads(threads)
+            torch.set_num_threads(previous)
 
 
 def decode_tiles(
@@ -128,10 +146,12 @@ def decode_tiles(
     after its request was superseded is still yielded: the main thread drops it
     as stale (and counts it). Never raises: a decoder exception or a tile of the
     wrong shape becomes :class:`DecodeFailed`. Sets ``request.done`` when it
-    returns.
+    returns. Torch runs on :data:`DECODE_TORCH_THREADS` threads meanwhile (so
+    rendering keeps a core), restored afterwards.
     """
+    request.started.set()
+    previous_threads = limit_torch_threads()
     try:
-        limit_torch_threads()
         should_stop = request.stop.is_set
         for plan in request.plans:
             if should_stop():
@@ -153,6 +173,7 @@ def decode_tiles(
                 return
             yield TileResult(request.gen, plan, data, time.perf_counter() - started, request.requested_at)
     finally:
+        restore_torch_threads(previous_threads)
         request.done.set()
 
 

@@ -141,8 +141,9 @@ class NiivZoom(QObject):
 
     @property
     def decoding(self) -> bool:
-        """True while a decode runs in the worker layer (until its generator has returned)."""
-        return self._running is not None and not self._running.done.is_set()
+        """True while a decode runs in the worker layer (from its start on a worker thread until it returned)."""
+        running = self._running
+        return running is not None and running.started.is_set() and not running.done.is_set()
 
     @property
     def gen(self) -> int:
@@ -214,7 +215,8 @@ class NiivZoom(QObject):
         if running is not None:
             running.stop.set()
             # Like a thread join: the decoder sees the flag between batches; nothing is left decoding after detach.
-            if running.done.wait(DETACH_WAIT_S):
+            # A job not yet started (queued behind other work in the pool) returns at once when it starts.
+            if running.started.is_set() and running.done.wait(DETACH_WAIT_S):
                 self._running = None
         if self.tile_layer is not None and self.viewer is not None and self.tile_layer in self.viewer.layers:
             self.viewer.layers.remove(self.tile_layer)
