@@ -182,3 +182,13 @@ def test_bench_tasks_and_samples_follow_the_registry() -> None:
     for name in modalities.available():
         sample = modalities.get(name).sample_name
         assert sample is None or sample in SAMPLES
+
+
+def test_psf_display_hints() -> None:
+    wf, lf, xl = widefield_psf(), lfm_psf(), xlfm_psf()
+    assert modalities.for_psf(wf).psf_scale(wf) == (1.0, 0.5, 0.5)
+    assert modalities.for_psf(lf).psf_axis_labels == ("view", "z", "y", "x")
+    assert modalities.for_psf(lf).psf_scale(lf) == (1.0, 1.0, 1.0, 1.0)
+    assert modalities.for_psf(xl).psf_scale(xl) is None  # no camera pixel / magnification in its optics
+    xl.optics.update(camera_pixel_um=6.5, magnification=13.0)
+    assert modalities.for_psf(xl).psf_scale(xl) == (1.0, 0.5, 0.5)

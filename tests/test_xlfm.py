@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_lfrecon import modalities
 from napari_lfrecon.physics.xlfm import XLFMProjector
 from napari_lfrecon.psf.model import PSF
 from napari_lfrecon.psf.xlfm import (
@@ -247,6 +248,6 @@ def test_projector_bad_input_raises() -> None:
 
 def test_from_psf_uses_view_size(psf_pm) -> None:
     optics, psf = psf_pm
-    proj = XLFMProjector.from_psf(psf)
+    proj = modalities.get("xlfm").projector(psf)  # PSF objects become operators in modalities/, not physics/
     assert proj.volume_shape == (5, 25, 25) and proj.n_views == 7
     assert proj.memory_bytes() == 5 * proj.fft_shape[0] * (proj.fft_shape[1] // 2 + 1) * 8

@@ -137,6 +137,14 @@ class Modality:
         """The shape of one reconstructed frame, from the forward model (no engine run needed)."""
         return self.forward_model(psf, tuple(frame_shape), boundary=boundary).output_shape
 
+    # ------------------------------------------------------------------ display hints
+    #: Axis names of the PSF array (for a PSF shown as an image layer).
+    psf_axis_labels: tuple[str, ...] = ("z", "y", "x")
+
+    def psf_scale(self, psf: Any) -> tuple[float, ...] | None:
+        """Sampling of the PSF array per axis in µm (object space), or ``None`` when the optics do not tell."""
+        return tuple(float(v) for v in psf.voxel_size)
+
     # ------------------------------------------------------------------ memory
     def frame_bytes(
         self, psf: Any, frame_shape: Sequence[int], volume_shape: Sequence[int], boundary: str = "padded"

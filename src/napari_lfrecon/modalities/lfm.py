@@ -53,6 +53,12 @@ class LightField(Modality):
         slices = tuple(slice(0, n) for n in op.volume_shape)
         return ForwardModel(op, op.volume_shape, tuple(views_shape), slices, psf.voxel_size, layout, to_data)
 
+    psf_axis_labels = ("view", "z", "y", "x")
+
+    def psf_scale(self, psf: Any) -> tuple[float, ...] | None:
+        """``(1, dz, dy, dx)``: ``(A, D, h, w)`` kernels live on the volume grid."""
+        return (1.0, *(float(v) for v in psf.voxel_size))
+
     def frame_ndim_for(self, psf: Any, shape: Sequence[int], axes: str) -> int:
         """3 for views ``(A, Y, X)``, 2 for raw frames; a 3D input is views only when it has the PSF's angle count."""
         shape = tuple(shape)

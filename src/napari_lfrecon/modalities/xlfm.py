@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from ..physics.xlfm import XLFMProjector
 from .base import ForwardModel, Modality
 
 
@@ -22,8 +25,6 @@ class FourierLightField(Modality):
 
     def forward_model(self, psf: Any, data_shape: Sequence[int], *, boundary: str = "padded") -> ForwardModel:
         """The sensor frame of a ``(D, *view_size)`` volume (or the PSF's stored ``volume_shape``)."""
-        from ..physics.xlfm import XLFMProjector
-
         data_shape = tuple(int(n) for n in data_shape)
         if len(data_shape) != 2:
             raise ValueError(f"an XLFM PSF needs {self.expected_data}, got data of shape {data_shape}")
@@ -35,6 +36,25 @@ class FourierLightField(Modality):
         op = XLFMProjector(psf.array, psf.arrays["centres"], view_size, volume_shape)  # type: ignore[arg-type]
         slices = tuple(slice(0, n) for n in volume_shape)
         return ForwardModel(op, volume_shape, data_shape, slices, psf.voxel_size, "xlfm")
+
+    def psf_scale(self, psf: Any) -> tuple[float, ...] | None:
+        """``(dz, p, p)`` with ``p`` the camera pixel in object space (``None`` without pixel and magnification)."""
+        pixel, magnification = psf.optics.get("camera_pixel_um"), psf.optics.get("magnification")
+        if not pixel or not magnification:
+            return None  # the kernels are sensor images: their sampling is the camera's
+        lateral = float(pixel) / float(magnification)
+        return (float(psf.voxel_size[0]), lateral, lateral)
+
+    def projector(
+        self, psf: Any, volume_yx: tuple[int, int] | None = None, *, depth_chunk: int | None = None
+    ) -> XLFMProjector:
+        """The operator of an ``"xlfm"`` PSF object; the volume's lateral shape defaults to the view size."""
+        if getattr(psf, "modality", None) != "xlfm" or "centres" not in getattr(psf, "arrays", {}):
+            raise ValueError("an XLFM projector needs an 'xlfm' PSF with arrays['centres']")
+        view = tuple(int(v) for v in psf.optics["view_size"])
+        yx = tuple(volume_yx) if volume_yx is not None else view
+        array = np.asarray(psf.array, dtype=np.float32)
+        return XLFMProjector(array, psf.arrays["centres"], view, (array.shape[0], *yx), depth_chunk=depth_chunk)  # type: ignore[arg-type]
 
     def frame_axes(self, frame_ndim: int) -> str:
         """``"YX"``: a sensor frame."""

@@ -140,18 +140,6 @@ class XLFMProjector(LinearOperator):
         """Number of views (lenslets)."""
         return int(self.centres.shape[0])
 
-    @classmethod
-    def from_psf(
-        cls, psf: object, volume_yx: tuple[int, int] | None = None, *, depth_chunk: int | None = None
-    ) -> XLFMProjector:
-        """Build from an ``"xlfm"`` PSF object; the volume's lateral shape defaults to the view size."""
-        if getattr(psf, "modality", None) != "xlfm" or "centres" not in getattr(psf, "arrays", {}):
-            raise ValueError("XLFMProjector.from_psf expects an 'xlfm' PSF with arrays['centres']")
-        view = tuple(int(v) for v in psf.optics["view_size"])  # type: ignore[attr-defined]
-        yx = tuple(volume_yx) if volume_yx is not None else view
-        array = np.asarray(psf.array, dtype=np.float32)  # type: ignore[attr-defined]
-        return cls(array, psf.arrays["centres"], view, (array.shape[0], *yx), depth_chunk=depth_chunk)  # type: ignore[attr-defined]
-
     def memory_bytes(self, dtype: torch.dtype = torch.float32) -> int:
         """Size in bytes of the precomputed kernel spectra for ``dtype`` inputs."""
         complex_bytes = 8 if dtype == torch.float32 else 16
