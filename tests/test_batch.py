@@ -225,3 +225,171 @@ def test_unreachable_scheduler_fails_fast_with_a_clear_message(tmp_path, capsys)
     )
     assert code == 2 and time.perf_counter() - started < 20
     assert "could not reach the dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- learned engines, no RL names
+
+
+@pytest.fixture(scope="module")
+def tiny_serenet(tmp_path_factory):
+    """A tiny LFM PSF (5×5 views, 3 depths) and untrained SeReNet weights for it (the test needs a fixed map)."""
+    import torch
+
+    from napari_lfrecon.engines.serenet_model import SeReNetConfig, SeReNetNet
+    from napari_lfrecon.engines.serenet_weights import save_model
+    from napari_lfrecon.psf.lfm import LFMOptics, lfm_psf
+
+    psf = lfm_psf(LFMOptics(20.0, 0.5, 1.33, 0.52, 32.5, 650.0, 6.5, 5, supersample=3), [-4.0, 0.0, 4.0], device="cpu")
+    config = SeReNetConfig(
+        view_indices=list(range(psf.array.shape[0])),
+        depths=psf.array.shape[1],
+        supersample=3,
+        trunk=[6, 4],
+        stages=[[4]],
+        flux_factor=0.5,
+    )
+    torch.manual_seed(0)
+    weights = save_model(tmp_path_factory.mktemp("serenet") / "w.safetensors", SeReNetNet(config), psf, {})
+    return psf, str(weights)
+
+
+def lfm_series(psf, frames=2, lenslets=12, seed=4):
+    nnum = int(psf.optics["pixels_per_lenslet"])
+    return np.random.default_rng(seed).poisson(20, (frames, lenslets * nnum, lenslets * nnum)).astype(np.float32)
+
+
+def test_serenet_series_through_batch_equals_the_direct_call(tmp_path, tiny_serenet):
+    psf, weights = tiny_serenet
+    series = lfm_series(psf)
+    params = {"weights": weights, "tile_lenslets": 9, "overlap_lenslets": 4}
+    summary = run_batch(array_source(series, "TYX"), tmp_path / "s.zarr", psf, engine="serenet", params=params)
+    image = read_zarr(tmp_path / "s.zarr")
+    assert summary.axes == "TZYX" and summary.chunks_total == 2 and summary.plan["mode"] == "frames"
+    assert image.metadata["engine"] == "serenet" and "boundary" not in image.metadata["params"]
+    for t in range(2):
+        expected = reconstruct("serenet", series[t], psf, **params).data
+        np.testing.assert_allclose(np.asarray(image.data[t]), expected, rtol=1e-5, atol=1e-6 * expected.max())
+
+
+def test_serenet_reports_and_cancels_per_tile(tiny_serenet):
+    import torch
+
+    from napari_lfrecon.engines import get
+    from napari_lfrecon.engines.base import Inputs, make_params
+    from napari_lfrecon.engines.serenet_model import SeReNetNet
+
+    psf, weights = tiny_serenet
+    frame = lfm_series(psf, frames=1)[0]
+    engine = get("serenet")
+    radius = SeReNetNet(_config_of(weights)).receptive_radius_lenslets()
+    nnum = int(psf.optics["pixels_per_lenslet"])
+    declared = make_params(engine.Params, {"weights": weights})
+    assert engine.halo(Inputs(frame, psf), declared) == (radius * nnum, radius * nnum)  # raw pixels
+    assert engine.halo(Inputs(np.zeros((25, 12, 12), np.float32), psf), declared) == (0, radius, radius)  # lenslets
+    values = {"weights": weights, "tile_lenslets": 2 * radius + 3, "overlap_lenslets": 2 * radius + 1}
+    params = make_params(engine.Params, values)
+    updates = list(engine.run(Inputs(frame, psf), params, device=torch.device("cpu")))
+    tiles = [u for u in updates if u.kind == "progress" and u.message.startswith("tile ")]
+    assert len(tiles) == 16 and tiles[-1].message == "tile 16/16"  # 12 lenslets in cores of 3: 4 × 4 tiles
+    assert [u.fraction for u in tiles] == sorted(u.fraction for u in tiles)
+    whole = reconstruct("serenet", frame, psf, weights=weights).data
+    np.testing.assert_allclose(updates[-1].data, whole, rtol=1e-5, atol=1e-5 * whole.max())  # enough overlap: exact
+    assert updates[-1].data.shape == engine.output_shape(Inputs(frame, psf), params)
+
+    seen = []
+
+    def stop() -> bool:
+        return len(seen) >= 2
+
+    cancelled = []
+    for update in engine.run(Inputs(frame, psf), params, device=torch.device("cpu"), should_stop=stop):
+        cancelled.append(update)
+        if update.message.startswith("tile "):
+            seen.append(update)
+    assert all(u.kind != "result" for u in cancelled) and cancelled[-1].message == "cancelled after tile 2"
+
+
+def _config_of(weights):
+    from napari_lfrecon.engines.serenet_model import SeReNetConfig
+    from napari_lfrecon.io.weights import read_header
+
+    return SeReNetConfig.from_dict(read_header(weights)["config"])
+
+
+@pytest.fixture(scope="module")
+def tiny_niiv(tmp_path_factory):
+    """Untrained tiny niiv weights for anisotropy 4."""
+    import torch
+
+    from napari_lfrecon.engines.niiv import save_model
+    from napari_lfrecon.engines.niiv_model import NiivConfig, NiivNet
+
+    torch.manual_seed(0)
+    model = NiivNet(NiivConfig(features=8, blocks=1, attn_dim=4, mlp_width=16, mlp_depth=2, anisotropy=4))
+    return str(save_model(tmp_path_factory.mktemp("niiv") / "n.safetensors", model, {}))
+
+
+def anisotropic_stacks(frames=2, shape=(4, 20, 24), seed=5):
+    rng = np.random.default_rng(seed)
+    return (rng.random((frames, *shape)) + 0.1).astype(np.float32)
+
+
+def test_niiv_needs_no_psf_in_batch_and_matches_the_direct_call_with_resume(tmp_path, monkeypatch, tiny_niiv):
+    stacks = anisotropic_stacks()
+    voxel = (0.8, 0.2, 0.2)
+    params = {"weights": tiny_niiv, "batch_points": 512}
+    one = run_batch(
+        array_source(stacks[0], "ZYX"), tmp_path / "one.zarr", None, engine="niiv", params=params, voxel_size=voxel
+    )
+    assert one.shape == (16, 20, 24) and one.plan["mode"] == "frames" and one.voxel_size_um == pytest.approx((0.2,) * 3)
+    direct = [reconstruct("niiv", s, voxel_size=voxel, **params).data for s in stacks]
+    np.testing.assert_allclose(np.asarray(read_zarr(tmp_path / "one.zarr").data), direct[0], rtol=1e-6, atol=1e-6)
+
+    real_write = batch_store.write_region
+    calls = {"n": 0}
+
+    def failing_write(path, region, block):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, region, block)
+
+    out = tmp_path / "series.zarr"
+    monkeypatch.setattr(batch_store, "write_region", failing_write)
+    with pytest.raises(ChunkWriteError, match="1 of 2 chunks are finished"):
+        run_batch(array_source(stacks, "TZYX"), out, None, engine="niiv", params=params, voxel_size=voxel)
+    monkeypatch.setattr(batch_store, "write_region", real_write)
+    again = run_batch(array_source(stacks, "TZYX"), out, None, engine="niiv", params=params, voxel_size=voxel)
+    assert (again.chunks_skipped, again.chunks_computed, again.axes) == (1, 1, "TZYX")
+    np.testing.assert_allclose(np.asarray(read_zarr(out).data), np.stack(direct), rtol=1e-6, atol=1e-6)
+
+
+def test_engines_declare_halo_output_and_memory_for_planning(tiny_niiv):
+    from napari_lfrecon.batch.plan import engine_view
+
+    psf = gaussian_psf((5, 7, 7))
+    rl = engine_view("rl", {}, psf)
+    assert rl.halo((8, 40, 40)) == (5, 7, 7) and rl.output_shape((8, 40, 40)) == (8, 40, 40)
+    assert rl.memory_bytes((8, 40, 40)) > 4 * 8 * 40 * 40
+    niiv = engine_view("niiv", {"weights": tiny_niiv}, None, (0.8, 0.2, 0.2))
+    assert niiv.output_shape((4, 20, 24)) == (16, 20, 24) and niiv.halo((4, 20, 24)) == (4, 5, 5)
+    with pytest.raises(ValueError, match="needs a PSF"):
+        engine_view("rl", {}, None)
+    # niiv's output is not on its input's grid: a single stack is one frame, never cut into tiles.
+    assert (
+        plan_run(
+            (4, 20, 24), "ZYX", None, engine="niiv", params={"weights": tiny_niiv}, voxel_size=(0.8, 0.2, 0.2)
+        ).mode
+        == "frames"
+    )
+
+
+def test_cli_chunked_niiv_run_needs_no_psf(tmp_path, capsys, tiny_niiv):
+    stack = anisotropic_stacks(frames=1)[0]
+    inp = write_tiff(tmp_path / "in.tif", stack, voxel_size=(0.8, 0.2, 0.2))
+    args = ["reconstruct", "--engine", "niiv", "--weights", tiny_niiv, "--json", str(inp), str(tmp_path / "o.zarr")]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["shape"] == [16, 20, 24] and summary["voxel_size_um"] == pytest.approx([0.2, 0.2, 0.2])
+    direct = reconstruct("niiv", stack, voxel_size=(0.8, 0.2, 0.2), weights=tiny_niiv).data
+    np.testing.assert_allclose(np.asarray(read_zarr(tmp_path / "o.zarr").data), direct, rtol=1e-6, atol=1e-6)

@@ -2,36 +2,37 @@
 
 Two kinds of plan:
 
-- ``"tiles"``: one widefield volume ``(Z, Y, X)`` cut into a grid of *cores*
-  (the output chunks, never overlapping). Each core is reconstructed from an
-  input *tile*: the core grown by ``overlap`` voxels on each side (clipped to
-  the volume), so the light that the PSF spreads across the core's edges is
-  seen. Tiles are blended back with a separable raised-cosine window whose
-  ramps are ``blend`` voxels wide and centred on the core boundaries
-  (``blend=0``: each core is just cropped from its own tile).
-- ``"frames"``: a time series ``(T, …)`` of light-field, XLFM or widefield
-  frames, cut into groups of whole frames (frames are independent).
+- ``"tiles"``: one volume ``(Z, Y, X)`` cut into a grid of *cores* (the
+  output chunks, never overlapping), for engines that declare a halo
+  (:meth:`Engine.halo`, e.g. RL on widefield data: the PSF size) and return
+  a volume on the input's grid. Each core is reconstructed from an input
+  *tile*: the core grown by ``overlap`` voxels on each side (default: the
+  engine's halo; clipped to the volume). Tiles are blended back with a
+  separable raised-cosine window whose ramps are ``blend`` voxels wide and
+  centred on the core boundaries (``blend=0``: each core is just cropped from
+  its own tile). The grid and the weights are :mod:`napari_lfrecon.tiling`'s.
+- ``"frames"``: everything else — a time series ``(T, …)`` cut into groups
+  of whole frames (frames are independent), or one frame of an engine that
+  needs whole frames (SeReNet, niiv).
 
-The working-set models below were measured on this code (RL, float32, CPU):
-RL on a padded widefield tile peaks at ≈13.3× the float32 bytes of its FFT
-grid (``benchmarks/bench_batch.py`` re-measures it); we budget 14×.
+Memory comes from the engine's own model (:meth:`Engine.memory_bytes`; RL's
+is the PSF modality's, measured on this code) plus the input and result
+copies a task holds.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..modalities.widefield import TILE_COPIES, tile_bytes
+from ..modalities.widefield import TILE_COPIES
 from ..psf.model import PSF
+from ..tiling import Region, Tile, TileGrid, tile_weights
 from .sizes import format_size
-
-Region = tuple[slice, ...]
 
 #: Held back from every budget for the scheduler, the zarr writer and first-call caches (measured 8–10 MiB).
 RESERVED_BYTES = 12 * 2**20
@@ -39,18 +40,6 @@ RESERVED_BYTES = 12 * 2**20
 DEFAULT_MAX_MEMORY = 2**30
 
 _FLOAT = 4
-
-
-@dataclass(frozen=True)
-class Tile:
-    """One engine call: read ``region`` of the input, reconstruct it, blend it with ``ramps``."""
-
-    index: tuple[int, ...]
-    region: Region
-    #: Per axis: (ramp half-width at the start, at the end); 0 at volume edges and when not blending.
-    ramps: tuple[tuple[int, int], ...] = ()
-    #: Per axis: the core (output chunk) start and stop this tile's weight is centred on.
-    core: Region = ()
 
 
 @dataclass(frozen=True)
@@ -105,11 +94,6 @@ class Plan:
 
 
 # --------------------------------------------------------------------------- memory models
-def widefield_tile_bytes(extent: Sequence[int], psf_shape: Sequence[int], boundary: str = "padded") -> int:
-    """Estimated peak bytes of RL on one widefield tile of ``extent`` voxels (the widefield modality's model)."""
-    return tile_bytes(extent, psf_shape, boundary)
-
-
 def frames_bytes(psf: PSF, frame_shape: Sequence[int], volume_shape: Sequence[int], frames: int, boundary: str) -> int:
     """Estimated peak bytes of RL on a group of ``frames`` frames (one engine call per frame).
 
@@ -145,51 +129,116 @@ def output_frame_shape(psf: PSF, frame_shape: Sequence[int], boundary: str) -> t
     return modalities.for_psf(psf).output_frame_shape(psf, frame_shape, boundary)
 
 
+@dataclass
+class EngineView:
+    """What planning asks of an engine: its halo, output shape and memory for frames or tiles of a shape."""
+
+    engine: Any
+    params: Any
+    psf: PSF | None
+    voxel_size: tuple[float, float, float] | None
+
+    def _inputs(self, shape: Sequence[int]) -> Any:
+        # A zero-byte stand-in of the right shape: the engine's planning methods read shapes only.
+        placeholder = np.broadcast_to(np.float32(0), tuple(int(n) for n in shape))
+        return self.engine.inputs_type(data=placeholder, psf=self.psf, voxel_size=self.voxel_size)
+
+    def halo(self, shape: Sequence[int]) -> tuple[int, ...] | None:
+        """The engine's context per axis for tiles of a frame of ``shape`` (``None``: whole frames only)."""
+        halo = self.engine.halo(self._inputs(shape), self.params)
+        return None if halo is None else tuple(int(h) for h in halo)
+
+    def output_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """The volume one frame of ``shape`` becomes; ``ValueError`` when the engine cannot tell."""
+        out = self.engine.output_shape(self._inputs(shape), self.params)
+        if out is None:
+            raise ValueError(
+                f"engine {self.engine.name!r} does not tell the shape of its result before running "
+                "(Engine.output_shape), so it cannot run chunked"
+            )
+        return tuple(int(n) for n in out)
+
+    def memory_bytes(self, shape: Sequence[int]) -> int:
+        """The engine's estimated peak bytes on one frame or tile of ``shape``."""
+        return int(self.engine.memory_bytes(self._inputs(shape), self.params))
+
+
+def engine_view(
+    engine: Any, params: Any, psf: PSF | None, voxel_size: tuple[float, float, float] | None = None
+) -> EngineView:
+    """``engine`` (a registered name or an engine) with ``params`` (a mapping or its ``Params``) for planning.
+
+    Raises ``ValueError`` when the engine needs a PSF and none is given.
+    """
+    from .. import engines
+    from ..jobs import make_params
+
+    engine_obj = engines.get(engine) if isinstance(engine, str) else engine
+    if params is None or isinstance(params, Mapping):
+        params = make_params(engine_obj.Params, dict(params or {}))
+    if psf is None and engine_obj.needs_psf:
+        raise ValueError(f"engine {engine_obj.name!r} needs a PSF to plan its tiles and output shape")
+    return EngineView(engine_obj, params, psf, voxel_size)
+
+
 def plan_run(
     shape: Sequence[int],
     axes: str,
-    psf: PSF,
+    psf: PSF | None,
     *,
+    engine: Any = "rl",
+    params: Any = None,
+    voxel_size: tuple[float, float, float] | None = None,
     max_memory: int | None = None,
     tile: Sequence[int] | None = None,
     overlap: Sequence[int] | None = None,
     blend: int = 0,
-    boundary: str = "padded",
 ) -> Plan:
-    """Plan a run over an input of ``shape`` (canonical ``axes``) reconstructed with ``psf``.
+    """Plan a run of ``engine`` (name or engine, with ``params``) over an input of ``shape`` (canonical ``axes``).
 
+    ``psf`` may be ``None`` for engines that need none (niiv); ``voxel_size``
+    is the data's (some engines derive their output grid from it).
     ``max_memory``: bytes one task (engine call plus its chunk) may use;
     drives the tile size or frames per chunk. ``tile``: the core size instead
-    (widefield: 1 value = Y and X, 2 = Y X, 3 = Z Y X; frames: frames per
-    chunk). ``overlap``: voxels added on each side of a core (default: the PSF
-    size on that axis). ``blend``: width of the blending ramps in voxels.
-    Raises ``ValueError`` for tiles smaller than the PSF support, overlaps
+    (tiles: 1 value = Y and X, 2 = Y X, 3 = Z Y X; frames: frames per chunk).
+    ``overlap``: voxels added on each side of a core (default: the engine's
+    halo, for RL the PSF size). ``blend``: width of the blending ramps in voxels.
+    Raises ``ValueError`` for tiles smaller than the engine's halo, overlaps
     that cannot hold the blend ramps, or a budget too small for one tile/frame.
     """
-    if psf is None:
-        raise ValueError("a batch run needs a PSF to plan its tiles and output shape")
+    view = engine_view(engine, params, psf, voxel_size)
     cap = int(max_memory) if max_memory is not None else DEFAULT_MAX_MEMORY
     if cap <= RESERVED_BYTES:
         raise ValueError(f"--max-memory must be more than {format_size(RESERVED_BYTES)}, got {format_size(cap)}")
     budget = cap - RESERVED_BYTES
+    shape = tuple(int(n) for n in shape)
     has_time, frame_ndim = frame_layout(psf, shape, axes)
-    if psf.modality == "widefield" and not has_time:
-        plan = _plan_tiles(tuple(shape), axes, psf, budget, tile, overlap, int(blend), boundary)
+    halo = None if has_time or len(shape) != 3 else view.halo(shape)
+    # Spatial tiles only where a tile's result is the same grid cut the same way: the output on the input's grid.
+    if halo is not None and view.output_shape(shape) == shape:
+        plan = _plan_tiles(shape, axes, view, halo, budget, tile, overlap, int(blend))
     else:
-        plan = _plan_frames(tuple(shape), axes, psf, budget, tile, has_time, frame_ndim, boundary)
+        plan = _plan_frames(shape, axes, view, budget, tile, has_time)
     plan.max_memory = cap
     return plan
 
 
-def _plan_frames(shape, axes, psf, budget, tile, has_time, frame_ndim, boundary) -> Plan:
+def _frames_task_bytes(view: EngineView, frame_shape, vol_shape, frames: int) -> int:
+    """One engine call on a frame, plus the group's input and result held while its frames run one by one."""
+    per_frame = _FLOAT * (math.prod(frame_shape) + math.prod(vol_shape))
+    return view.memory_bytes(frame_shape) + 2 * frames * per_frame
+
+
+def _plan_frames(shape, axes, view: EngineView, budget, tile, has_time) -> Plan:
     frame_shape = shape[1:] if has_time else shape
     n_frames = shape[0] if has_time else 1
-    vol_shape = output_frame_shape(psf, frame_shape, boundary)
-    one = frames_bytes(psf, frame_shape, vol_shape, 1, boundary)
+    vol_shape = view.output_shape(frame_shape)
+    one = _frames_task_bytes(view, frame_shape, vol_shape, 1)
     if one > budget:
         raise ValueError(
             f"--max-memory {format_size(budget)} is below the estimated working set of one frame "
-            f"({format_size(one)} for a {psf.modality} frame {tuple(frame_shape)} → volume {vol_shape}); raise it"
+            f"({format_size(one)} for {view.engine.name} on a frame {tuple(frame_shape)} → volume {vol_shape}); "
+            "raise it"
         )
     if tile is not None:
         values = list(tile)
@@ -199,7 +248,7 @@ def _plan_frames(shape, axes, psf, budget, tile, has_time, frame_ndim, boundary)
     else:
         # One frame per chunk: the finest resume step, the most parallelism, and what napari reads per frame.
         per_chunk = 1
-    task = frames_bytes(psf, frame_shape, vol_shape, per_chunk, boundary)
+    task = _frames_task_bytes(view, frame_shape, vol_shape, per_chunk)
     if task > budget:
         raise ValueError(
             f"{per_chunk} frames per chunk need ≈{format_size(task)}, more than --max-memory {format_size(budget)}"
@@ -213,8 +262,8 @@ def _plan_frames(shape, axes, psf, budget, tile, has_time, frame_ndim, boundary)
         else:
             region_in = tuple(slice(0, n) for n in frame_shape)
             region_out = tuple(slice(0, n) for n in vol_shape)
-        tiles.append(Tile((i,), region_in))
-        chunks.append(Chunk((i,), region_out, (i,)))
+        tiles.append(Tile((i,), tuple(region_in)))
+        chunks.append(Chunk((i,), tuple(region_out), (i,)))
     out_shape = ((n_frames,) if has_time else ()) + tuple(vol_shape)
     chunk_shape = ((per_chunk,) if has_time else ()) + tuple(vol_shape)
     return Plan(
@@ -251,11 +300,8 @@ def _extent(length: int, core: int, overlap: int) -> int:
     return length if core >= length else min(length, core + 2 * overlap)
 
 
-def _plan_tiles(shape, axes, psf, budget, tile, overlap, blend, boundary) -> Plan:
-    if len(shape) != 3:
-        raise ValueError(f"widefield tiling needs a (Z, Y, X) volume, got shape {shape}")
-    psf_shape = tuple(int(p) for p in psf.array.shape)
-    overlap = _per_axis(overlap, psf_shape, "overlap")
+def _plan_tiles(shape, axes, view: EngineView, halo, budget, tile, overlap, blend) -> Plan:
+    overlap = _per_axis(overlap, halo, "overlap")
     if any(o < 0 for o in overlap):
         raise ValueError(f"--overlap must be ≥ 0 voxels, got {list(overlap)}")
     half = blend // 2
@@ -263,20 +309,19 @@ def _plan_tiles(shape, axes, psf, budget, tile, overlap, blend, boundary) -> Pla
         raise ValueError(f"the blend width must be ≥ 0 voxels, got {blend}")
 
     def cost(core: Sequence[int]) -> int:
-        extent = [_extent(n, c, o) for n, c, o in zip(shape, core, overlap, strict=True)]
-        return widefield_tile_bytes(extent, psf_shape, boundary)
+        return view.memory_bytes([_extent(n, c, o) for n, c, o in zip(shape, core, overlap, strict=True)])
 
     if tile is not None:
         core = tuple(min(int(c), n) for c, n in zip(_per_axis(tile, shape, "tile"), shape, strict=True))
         if any(c < 1 for c in core):
             raise ValueError(f"--tile must be positive, got {list(tile)}")
     else:
-        core = _auto_core(shape, psf_shape, budget, cost, blend)
-    for axis, (c, n, p, o) in enumerate(zip(core, shape, psf_shape, overlap, strict=True)):
+        core = _auto_core(shape, halo, budget, cost, blend)
+    for axis, (c, n, p, o) in enumerate(zip(core, shape, halo, overlap, strict=True)):
         if c < n and c < p:
             raise ValueError(
-                f"the tile ({c} voxels on axis {'ZYX'[axis]}) is smaller than the PSF support ({p} voxels): "
-                "use a larger --tile or --max-memory"
+                f"the tile ({c} voxels on axis {'ZYX'[axis]}) is smaller than the PSF support ({p} voxels, the "
+                f"context engine {view.engine.name!r} needs): use a larger --tile or --max-memory"
             )
         if c < n and (half > o or 2 * half > c):
             raise ValueError(
@@ -289,30 +334,10 @@ def _plan_tiles(shape, axes, psf, budget, tile, overlap, blend, boundary) -> Pla
             f"more than --max-memory {format_size(budget)}: use a smaller --tile or a larger --max-memory"
         )
 
-    starts = [list(range(0, n, c)) for n, c in zip(shape, core, strict=True)]
-    grid = [len(s) for s in starts]
-    tiles: list[Tile] = []
-    for index in itertools.product(*(range(g) for g in grid)):
-        region, ramps, core_region = [], [], []
-        for axis, i in enumerate(index):
-            n, c, o = shape[axis], core[axis], overlap[axis]
-            start, stop = i * c, min((i + 1) * c, n)
-            tiled = grid[axis] > 1
-            region.append(slice(max(0, start - o), min(n, stop + o)) if tiled else slice(0, n))
-            ramps.append((half if (tiled and i > 0) else 0, half if (tiled and i < grid[axis] - 1) else 0))
-            core_region.append(slice(start, stop))
-        tiles.append(Tile(tuple(index), tuple(region), tuple(ramps), tuple(core_region)))
-    number = {t.index: k for k, t in enumerate(tiles)}
-    chunks = []
-    for t in tiles:
-        # A tile's blend ramps reach at most half a ramp into its neighbours' cores.
-        neighbours = itertools.product(*((-1, 0, 1) if half and grid[a] > 1 else (0,) for a in range(3)))
-        contributing = []
-        for step in neighbours:
-            other = tuple(i + s for i, s in zip(t.index, step, strict=True))
-            if other in number:
-                contributing.append(number[other])
-        chunks.append(Chunk(t.index, t.core, tuple(sorted(contributing))))
+    grid = TileGrid.build(shape, core, overlap, half)
+    tiles = grid.tiles
+    # A chunk is one tile's core; the tiles it needs are those whose blend ramps reach into it.
+    chunks = [Chunk(t.index, t.core, grid.reaching(t.core)) for t in tiles]
     plan = Plan(
         mode="tiles",
         input_shape=shape,
@@ -327,8 +352,11 @@ def _plan_tiles(shape, axes, psf, budget, tile, overlap, blend, boundary) -> Pla
         task_bytes=task if not half else task + 27 * TILE_COPIES * _FLOAT * math.prod(core),
         max_memory=budget,
     )
-    if any(o < p // 2 for o, p, g in zip(overlap, psf_shape, grid, strict=True) if g > 1):
-        plan.notes.append("the overlap is smaller than half the PSF: expect seams between tiles")
+    if any(o < p // 2 for o, p, g in zip(overlap, halo, grid.counts, strict=True) if g > 1):
+        plan.notes.append(
+            f"the overlap is smaller than half the context engine {view.engine.name!r} needs (for RL: half the PSF): "
+            "expect seams between tiles"
+        )
     return plan
 
 
@@ -358,7 +386,7 @@ def _auto_core(shape, psf_shape, budget, cost, blend) -> tuple[int, int, int]:
         return (cz, side_y, side_x)
     smallest = cost((z_options[-1], min(min_lateral, ny), min(min_lateral, nx)))
     raise ValueError(
-        f"--max-memory {format_size(budget)} cannot hold even the smallest tile the PSF allows "
+        f"--max-memory {format_size(budget)} cannot hold even the smallest tile the PSF (engine's halo) allows "
         f"(≈{format_size(smallest)}); raise it"
     )
 
@@ -369,28 +397,4 @@ def _balanced(length: int, largest: int) -> int:
     return min(length, math.ceil(length / count))
 
 
-def tile_weights(tile: Tile, region: Region) -> np.ndarray | None:
-    """Blending weights of ``tile`` on ``region`` (global coordinates); ``None`` means all ones.
-
-    Separable raised-cosine ramps, complementary between neighbours, so the
-    weights of all tiles reaching a voxel sum to one.
-    """
-    if not any(a or b for a, b in tile.ramps):
-        return None
-    factors = []
-    for (ramp_lo, ramp_hi), core, want in zip(tile.ramps, tile.core, region, strict=True):
-        positions = np.arange(want.start, want.stop, dtype=np.float64)
-        weight = np.ones_like(positions)
-        if ramp_lo:
-            weight *= _rise(positions - core.start, ramp_lo)
-        if ramp_hi:
-            weight *= 1.0 - _rise(positions - core.stop, ramp_hi)
-        factors.append(weight)
-    out = factors[0][:, None, None] * factors[1][None, :, None] * factors[2][None, None, :]
-    return out
-
-
-def _rise(offset: np.ndarray, half: int) -> np.ndarray:
-    """0 below ``-half``, 1 from ``half`` on, a raised cosine across the boundary in between."""
-    u = np.clip((offset + half + 0.5) / (2 * half), 0.0, 1.0)
-    return 0.5 - 0.5 * np.cos(np.pi * u)
+__all__ = ["Chunk", "Plan", "Region", "Tile", "engine_view", "plan_run", "tile_weights"]

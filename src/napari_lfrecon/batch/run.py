@@ -22,8 +22,9 @@ import numpy as np
 
 from ..camera import Camera
 from ..psf.model import PSF
+from ..tiling import assemble
 from . import store
-from .plan import Chunk, Plan, Tile, plan_run, tile_weights
+from .plan import Chunk, Plan, Tile, plan_run
 from .sizes import format_size
 from .source import InputSource
 
@@ -145,7 +146,7 @@ def _torch_threads() -> int:
     return int(torch.get_num_threads())
 
 
-def reconstruct_tile(job: BatchJob, psf: PSF, tile: Tile) -> np.ndarray:
+def reconstruct_tile(job: BatchJob, psf: PSF | None, tile: Tile) -> np.ndarray:
     """Read ``tile.region`` and reconstruct it with the job's engine (frames one by one in frames mode)."""
     from ..api import reconstruct
 
@@ -175,31 +176,10 @@ def finish_chunk(job: BatchJob, chunk: Chunk, tiles: Sequence[Tile], *results: n
 
 
 def assemble_chunk(chunk: Chunk, tiles: Sequence[Tile], results: Sequence[np.ndarray]) -> np.ndarray:
-    """The chunk's values: the weighted mean of the tile results over its region (a crop for one tile)."""
+    """The chunk's values: the blended tile results over its region (:func:`napari_lfrecon.tiling.assemble`)."""
     if len(tiles) == 1 and not tiles[0].core:  # frames: the tile's result is the chunk
         return np.ascontiguousarray(results[0], dtype=np.float32)
-    if len(tiles) == 1 and tile_weights(tiles[0], chunk.region) is None:
-        return np.ascontiguousarray(_cut(results[0], tiles[0].region, chunk.region))
-    total = np.zeros([s.stop - s.start for s in chunk.region], np.float64)
-    weight_sum = np.zeros_like(total)
-    for tile, result in zip(tiles, results, strict=True):
-        overlap = tuple(
-            slice(max(c.start, t.start), min(c.stop, t.stop)) for c, t in zip(chunk.region, tile.region, strict=True)
-        )
-        if any(s.stop <= s.start for s in overlap):
-            continue
-        weights = tile_weights(tile, overlap)
-        if weights is None:
-            weights = np.ones([s.stop - s.start for s in overlap])
-        local = tuple(slice(o.start - c.start, o.stop - c.start) for o, c in zip(overlap, chunk.region, strict=True))
-        total[local] += weights * _cut(result, tile.region, overlap)
-        weight_sum[local] += weights
-    return (total / np.maximum(weight_sum, 1e-12)).astype(np.float32)
-
-
-def _cut(result: np.ndarray, held: tuple[slice, ...], want: tuple[slice, ...]) -> np.ndarray:
-    """The part ``want`` (global coordinates) of a result that covers ``held``."""
-    return result[tuple(slice(w.start - h.start, w.stop - h.start) for w, h in zip(want, held, strict=True))]
+    return assemble(chunk.region, tiles, results)
 
 
 # --------------------------------------------------------------------------- graph
@@ -337,7 +317,7 @@ def _execute_distributed(
 def run_batch(
     source: InputSource,
     output: str | Path,
-    psf: PSF,
+    psf: PSF | None,
     *,
     engine: str = "rl",
     params: Mapping[str, Any] | None = None,
@@ -356,8 +336,9 @@ def run_batch(
 ) -> BatchSummary:
     """Reconstruct ``source`` chunk by chunk into the OME-Zarr store ``output``; resume a matching earlier run.
 
-    ``engine``/``params`` name a registered engine and its parameters;
-    ``psf`` and ``voxel_size`` are as for :func:`napari_lfrecon.api.reconstruct`.
+    ``engine``/``params`` name a registered engine of kind ``"reconstruct"``
+    and its parameters; ``psf`` (``None`` for engines that need none) and
+    ``voxel_size`` are as for :func:`napari_lfrecon.api.reconstruct`.
     ``max_memory`` (bytes per worker, interpreter excluded), ``tile``,
     ``overlap`` and ``blend`` shape the plan (:func:`plan_run`). ``workers``
     starts a local dask.distributed cluster of that many single-threaded
@@ -365,28 +346,34 @@ def run_batch(
     thread. ``progress(fraction, message)`` is called per finished chunk.
     """
     from .. import engines
-    from ..engines.base import EngineInputError, Inputs, make_params
+    from ..engines.base import EngineInputError, make_params
 
     _fix_malloc_thresholds()
     engine_obj = engines.get(engine)
+    if engine_obj.kind != "reconstruct":
+        raise EngineInputError(f"batch runs reconstruct; engine {engine!r} is a {engine_obj.kind} engine")
     settings = make_params(engine_obj.Params, dict(params or {}))
     values = dict(vars(settings))
     if "preview_every" in values:
         values["preview_every"] = 0  # nobody sees previews in a batch run; they cost a copy per iteration
     if psf is not None and psf.modality not in engine_obj.modalities:
         raise EngineInputError(f"engine {engine!r} handles {', '.join(engine_obj.modalities)} data, not {psf.modality}")
-    out_voxel = engine_obj.output_voxel_size(Inputs(data=np.empty(0), psf=psf, voxel_size=voxel_size))
+    if psf is None and engine_obj.needs_psf:
+        raise EngineInputError(f"engine {engine!r} needs a PSF (--psf)")
+    out_voxel = engine_obj.output_voxel_size(engine_obj.inputs_type(data=np.empty(0), psf=psf, voxel_size=voxel_size))
     if out_voxel is None:
         raise EngineInputError("the output voxel size is unknown: pass --voxel-size DZ DY DX (µm)")
     plan = plan_run(
         source.shape,
         source.axes,
         psf,
+        engine=engine_obj,
+        params=make_params(engine_obj.Params, values),
+        voxel_size=voxel_size,
         max_memory=max_memory,
         tile=tile,
         overlap=overlap,
         blend=blend,
-        boundary=str(values.get("boundary", "padded")),
     )
     output = Path(output)
     signature = {

@@ -188,15 +188,9 @@ class Niiv(Engine):
         should_stop: Callable[[], bool] = lambda: False,
     ) -> Iterator[Update]:
         """Load the weights, encode and decode the xz and yz slices in batches, yield the fused volume."""
-        from ..io.weights import read_header
-
         started = time.perf_counter()
         weights = params.weights
-        weights_factor = None
-        if weights:
-            weights_factor = int(read_header(weights).get("anisotropy", 0)) or None
-        elif shipped_weights_path().is_file():
-            weights_factor = int(read_header(shipped_weights_path()).get("anisotropy", 0)) or None
+        weights_factor = _weights_header(params).get("anisotropy") or None
         factor, why = resolve_anisotropy(params.anisotropy, inputs, weights_factor)
         stack = check_stack(inputs.data, factor)
         if not weights:
@@ -260,6 +254,51 @@ class Niiv(Engine):
         dz, dy, dx = (float(v) for v in inputs.voxel_size)
         factor = int(inputs.description.anisotropy or factor)
         return (dz / factor, dy, dx)
+
+    def output_shape(self, inputs: Inputs, params: NiivParams) -> tuple[int, ...] | None:
+        """``(round(D·af·z_scale), Y, X)`` for a stack ``(D, Y, X)``."""
+        d, y, x = (int(n) for n in np.shape(inputs.data))
+        factor, _ = resolve_anisotropy(params.anisotropy, inputs, _weights_header(params).get("anisotropy") or None)
+        return (max(1, int(round(d * factor * params.z_scale))), y, x)
+
+    def halo(self, inputs: Inputs, params: NiivParams) -> tuple[int, ...] | None:
+        """The whole depth (every slice is encoded over all of z) and the encoder's reach plus the decoder's 3×3.
+
+        The encoder is a head, two 3×3 convolutions per residual block and a
+        tail; the decoder reads the 3×3 latent cells around a query.
+        """
+        config = _weights_header(params).get("config") or {}
+        blocks = int(config.get("blocks", NiivConfig.reference().blocks))
+        reach = 2 * blocks + 2 + 1
+        return (int(np.shape(inputs.data)[0]), reach, reach)
+
+    def memory_bytes(self, inputs: Inputs, params: NiivParams) -> int:
+        """Stack copies, the output, the slice-table cache, one batch of decoded points and its queries."""
+        d, y, x = (int(n) for n in np.shape(inputs.data))
+        depth_out = (self.output_shape(inputs, params) or (d,))[0]
+        config = _weights_header(params).get("config") or {}
+        width = int(config.get("mlp_width", NiivConfig.reference().mlp_width))
+        layers = int(config.get("mlp_depth", NiivConfig.reference().mlp_depth))
+        attention = int(config.get("attn_dim", NiivConfig.reference().attn_dim))
+        floats = 2 * d * y * x + depth_out * y * x + params.batch_points * width * (layers + 4)
+        floats += 16 * depth_out * max(y, x)  # where each point of one slice falls in the latent grid
+        # the decoder tables of every xz and yz slice (as NiivField sizes them), up to the cache's bound
+        tables = 4 * (2 * attention + 1 + 2 * width) * d * max(y, x) * (y + x)
+        return 4 * floats + min(tables, params.cache_mib * 2**20)
+
+
+def _weights_header(params: NiivParams) -> dict[str, Any]:
+    """The header of the weights ``params`` name, else of the shipped weights; ``{}`` when there are none."""
+    from ..io.weights import read_header
+
+    if params.weights:
+        header = dict(read_header(params.weights))
+    elif shipped_weights_path().is_file():
+        header = dict(read_header(shipped_weights_path()))
+    else:
+        return {}
+    header["anisotropy"] = int(header.get("anisotropy", 0) or 0)
+    return header
 
 
 __all__ = [

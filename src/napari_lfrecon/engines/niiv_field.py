@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from ..tiling import spans
 from .niiv_model import NiivNet, PreparedSlices
 
 #: ``lo`` of the normalisation is this percentile of the stack; ``hi`` is its maximum (never clipped).
@@ -257,10 +258,10 @@ class NiivField:
         chunk = min(n_points, self.max_batch_points)
         shape = (self.stack.shape[0], self.stack.shape[2 if orientation == "xz" else 1])
         with torch.no_grad():
-            # where the points fall in a slice's latent grid: the same for every slice of this pass
+            # where the points fall in a slice's latent grid: the same for every slice of this pass. The batches
+            # are runs of query points, not spatial tiles: a slice is always encoded whole, so there is no halo.
             located = [
-                self.model.queries(coords[p : p + chunk][None].to(self.device), shape)
-                for p in range(0, n_points, chunk)
+                self.model.queries(coords[batch][None].to(self.device), shape) for batch in spans(n_points, chunk)
             ]
         # slices encoded together (the encoder is faster on batches), bounded by what the cache holds
         per_group = max(1, min(ENCODE_BATCH, self.cache_bytes // max(1, 2 * self._table_bytes_per_slice())))

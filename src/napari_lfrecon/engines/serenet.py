@@ -293,6 +293,53 @@ class SeReNet(Engine):
         """SeReNet returns a volume on the PSF's volume grid (the same as RL)."""
         return inputs.psf.voxel_size if inputs.psf is not None else inputs.voxel_size
 
+    def output_shape(self, inputs: Inputs, params: SeReNetParams) -> tuple[int, ...] | None:
+        """``(D, s·Ny, s·Nx)`` for a raw frame ``(Ny·N, Nx·N)`` or views ``(A, Ny, Nx)``."""
+        psf = _check_lfm_psf(inputs.psf, "SeReNet")
+        ny, nx = _lenslet_grid(psf, np.shape(inputs.data))
+        s = _supersample(psf)
+        return (int(psf.array.shape[1]), s * ny, s * nx)
+
+    def halo(self, inputs: Inputs, params: SeReNetParams) -> tuple[int, ...] | None:
+        """The network's receptive radius in the input's pixels: lenslets for views, ``N``× that for raw frames."""
+        psf = _check_lfm_psf(inputs.psf, "SeReNet")
+        radius = _network(psf, params).receptive_radius_lenslets()
+        if len(np.shape(inputs.data)) == 2:
+            nnum = int(psf.optics.get("pixels_per_lenslet", 1))
+            return (radius * nnum, radius * nnum)
+        return (0, radius, radius)
+
+    def memory_bytes(self, inputs: Inputs, params: SeReNetParams) -> int:
+        """Views, psfshift stack, the widest layer's activations (×3) and the output, per tile when tiled."""
+        psf = _check_lfm_psf(inputs.psf, "SeReNet")
+        ny, nx = _lenslet_grid(psf, np.shape(inputs.data))
+        config = _network(psf, params).config
+        depth, s = config.depths, config.supersample
+        if params.tile_lenslets > 0:
+            ny, nx = min(ny, params.tile_lenslets), min(nx, params.tile_lenslets)
+        coarse, fine = depth * ny * nx, depth * s * s * ny * nx
+        widest_coarse = max([config.n_views, *config.trunk])
+        widest_fine = max([1, *(c for group in config.stages for c in group)])
+        floats = 2 * config.n_views * coarse + 3 * widest_coarse * coarse + 3 * widest_fine * fine + 2 * fine
+        return 4 * floats + int(psf.array.nbytes)
+
+
+def _lenslet_grid(psf: PSF, shape: tuple[int, ...]) -> tuple[int, int]:
+    """Lenslets ``(Ny, Nx)`` of a raw frame ``(Y, X)`` or of views ``(A, Ny, Nx)``."""
+    if len(shape) == 2:
+        nnum = max(int(psf.optics.get("pixels_per_lenslet", 1)), 1)
+        return int(shape[0]) // nnum, int(shape[1]) // nnum
+    return int(shape[-2]), int(shape[-1])
+
+
+def _network(psf: PSF, params: SeReNetParams) -> SeReNetNet:
+    """The network of the weights ``params`` name (or the shipped ones), built from the header alone."""
+    from ..io.weights import read_header
+    from .serenet_model import SeReNetConfig
+
+    weights = params.weights or str(default_weights_for(psf))
+    return SeReNetNet(SeReNetConfig.from_dict(read_header(weights)["config"]))
+
 
 def register_to_centre(views: np.ndarray, psf: PSF, used: list[int], present: list[int] | None) -> np.ndarray:
     """Remove each used view's misregistration (cross-correlation with the centre view, parallax fitted out)."""
