@@ -4,7 +4,7 @@ Nothing in this package imports Qt, napari, magicgui or superqt, ever (a test
 imports every module here in a fresh interpreter and checks ``sys.modules``):
 the widgets in :mod:`napari_lfrecon.gui` are thin views over these, and the
 code here is tested without a display. Modules may import ``engines``, ``psf``,
-``physics``, ``metrics``, ``jobs`` and ``io``.
+``physics``, ``metrics``, ``jobs`` and ``io``. Among them:
 
 * :mod:`.niiv_zoom_geometry`: which region of a niiv field to decode at which
   sampling for a 2-D view (pure numbers).
