@@ -1,7 +1,8 @@
 """The Train dock widget: train a network engine on the user's data, watch the loss, write the weights.
 
 Training engines are ordinary engines with ``kind = "train"``
-(``engines.available(kind="train")``): this widget lists them, builds a
+(``engines.available(kind="train")``) that declare the engine they ``trains``
+and their ``data_kinds``: this widget lists them, builds a
 :class:`~napari_lfrecon.gui.worker.RunRequest` from the chosen layers and the
 form generated from the engine's ``Params``, and hands it to
 :class:`~napari_lfrecon.gui.worker.EngineRunner` — the one worker layer, which
@@ -9,10 +10,10 @@ streams progress, keeps ONE preview layer updated in place and adds the final
 reconstruction of the trained network as ``"<input> [<engine>]"``. This module
 adds what only training needs:
 
-* what each engine needs is derived from its ``modalities``: light-field, XLFM
-  and widefield engines need a PSF (a layer carrying ``metadata["psf"]``, as
-  samples and PSF files do, or a file); ``anisotropic`` engines (niiv) take a
-  3-D stack with the coarse axis first and no PSF;
+* what each engine needs comes from its declarations
+  (:mod:`napari_lfrecon.controllers.train`): light-field, XLFM and widefield
+  engines need a PSF (a layer carrying ``metadata["psf"]``, as samples and
+  PSF files do, or a file); the data kinds say what an input looks like;
 * the weights path has its own row with a file dialog (default under
   ``~/lfrecon-weights``, never inside the package); the form's ``output`` field
   is hidden and filled from it, and the form's ``checkpoint`` field (when the
@@ -21,18 +22,15 @@ adds what only training needs:
 * a live loss curve (x = training step, log y) from the engine's ``("loss", v)``
   metric updates;
 * at the end: weights path, final loss and time in the status line, and
-  **Use in Reconstruct**, which selects the matching inference engine
+  **Use in Reconstruct**, which selects the engine the trainer ``trains``
   (``serenet-train`` → ``serenet``) in a docked Reconstruct widget and fills its
   ``weights`` field (docking one first when there is none).
 
-Input layers are never modified; errors are shown with ``show_error`` and a
-reason, never as a traceback.
+Input layers are never modified; errors are shown with ``show_error``.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,10 +54,27 @@ from qtpy.QtWidgets import (
 )
 
 from .. import engines
-from ..device import describe_device, select_device
+from ..controllers.train import (
+    CHECKPOINT_SUFFIX,
+    DEFAULT_WEIGHTS_DIR,
+    LossCurve,
+    check_input,
+    check_weights_path,
+    checkpoint_for,
+    checkpoint_note,
+    default_weights,
+    inference_engine,
+    input_hint,
+    input_ndim,
+    needs_psf,
+    series_frame,
+    wanted_psf,
+)
+from ..device import describe_device
 from ..engines.base import Engine, EngineInputError, param_specs
 from ..psf.model import PSF
 from ._geometry import output_translate
+from .kit import DeviceLabel, layer_psf
 from .params_form import ParamsForm
 from .worker import EngineRunner, RunRequest, error_message
 
@@ -72,63 +87,6 @@ PSF_FROM_FILE = "__file__"
 NO_PSF = "__none__"
 #: Progress bar resolution (Qt progress bars are integer).
 _PROGRESS_STEPS = 1000
-#: Where weights go by default: the user's home, never the installed package.
-DEFAULT_WEIGHTS_DIR = Path.home() / "lfrecon-weights"
-#: Suffix of the checkpoint file derived from the weights path.
-CHECKPOINT_SUFFIX = ".checkpoint.safetensors"
-#: Modalities whose engines need a PSF (the physics of the measurement).
-PSF_MODALITIES = frozenset({"widefield", "lfm", "xlfm"})
-#: What one input of each modality looks like, for the form's hint.
-MODALITY_INPUT = {
-    "lfm": "light-field raw frame (Y, X), a time series (T, Y, X) or views (A, Ny, Nx)",
-    "xlfm": "XLFM raw frame (Y, X) or a time series (T, Y, X)",
-    "widefield": "widefield stack (Z, Y, X)",
-    "anisotropic": "anisotropic 3-D stack (Z coarse, Y, X)",
-}
-#: Number of axes an input of each modality may have (frame, or a series of frames).
-MODALITY_NDIM = {"lfm": (2, 3, 4), "xlfm": (2, 3), "widefield": (3, 4), "anisotropic": (3,)}
-#: Training steps read from an engine's progress message ("step 12/2000, loss …").
-_STEP_PATTERN = re.compile(r"\bstep (\d+)")
-
-
-# ---------------------------------------------------------------------------- pure helpers (no Qt)
-def needs_psf(engine: Engine) -> bool:
-    """True when ``engine`` trains through a measurement's physics and so needs a PSF."""
-    return bool(PSF_MODALITIES.intersection(engine.modalities))
-
-
-def input_hint(engine: Engine) -> str:
-    """One line telling the user what ``engine`` trains on (from its ``modalities``)."""
-    kinds = " or ".join(MODALITY_INPUT.get(m, f"{m} data") for m in engine.modalities) or "an image"
-    if needs_psf(engine):
-        psf = "/".join(m for m in engine.modalities if m in PSF_MODALITIES)
-        return f"needs: {kinds}, and its {psf} PSF (a layer carrying one, or a PSF file)"
-    return f"needs: {kinds}; no PSF"
-
-
-def inference_engine(train_engine: str) -> str | None:
-    """The reconstruction engine that uses weights from ``train_engine`` (``serenet-train`` → ``serenet``)."""
-    base = train_engine.removesuffix("-train")
-    if base == train_engine or base not in engines.available(kind="reconstruct"):
-        return None
-    names = {spec["name"] for spec in param_specs(engines.get(base).Params)}
-    return base if "weights" in names else None
-
-
-def checkpoint_for(weights: str | Path) -> Path:
-    """The checkpoint path kept next to a weights file: ``w.safetensors`` → ``w.checkpoint.safetensors``."""
-    path = Path(weights)
-    return path.with_name(path.name.removesuffix(".safetensors") + CHECKPOINT_SUFFIX)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "input"
-
-
-def layer_psf(layer: Any) -> PSF | None:
-    """The PSF object a layer carries in ``metadata["psf"]``, if any."""
-    psf = getattr(layer, "metadata", {}).get("psf")
-    return psf if isinstance(psf, PSF) else None
 
 
 # ---------------------------------------------------------------------------- widget
@@ -141,11 +99,10 @@ class TrainWidget(QWidget):
         self.sync = sync
         self.runner: EngineRunner | None = None
         #: The loss curve's points: training step and loss value, per metric name.
-        self.losses: dict[str, tuple[list[int], list[float]]] = {}
+        self.curve = LossCurve()
         #: The weights file of the last finished run (``None`` before one).
         self.trained_weights: Path | None = None
         self._weights_target: Path | None = None
-        self._last_step = 0
         self._auto_weights = ""
         self._auto_checkpoint = ""
         self._input_name = ""
@@ -165,22 +122,10 @@ class TrainWidget(QWidget):
         self.psf_combo.setToolTip("a layer carrying a PSF object (samples and PSF files do), or a file")
         self.psf_path = QLineEdit()
         self.psf_path.setPlaceholderText("PSF file (.psf.safetensors)")
-        self.psf_browse = QPushButton("…")
-        self.psf_browse.setFixedWidth(28)
-        self.psf_browse.setToolTip("choose a PSF file")
-        psf_row = QHBoxLayout()
-        psf_row.setContentsMargins(0, 0, 0, 0)
-        psf_row.addWidget(self.psf_path)
-        psf_row.addWidget(self.psf_browse)
+        self.psf_browse, psf_row = _path_row(self.psf_path, "choose a PSF file")
         self.weights_path = QLineEdit()
         self.weights_path.setToolTip("the trained weights are written here (.safetensors)")
-        self.weights_browse = QPushButton("…")
-        self.weights_browse.setFixedWidth(28)
-        self.weights_browse.setToolTip("choose where to write the weights")
-        weights_row = QHBoxLayout()
-        weights_row.setContentsMargins(0, 0, 0, 0)
-        weights_row.addWidget(self.weights_path)
-        weights_row.addWidget(self.weights_browse)
+        self.weights_browse, weights_row = _path_row(self.weights_path, "choose where to write the weights")
 
         inputs_box = QGroupBox("Training")
         inputs_form = QFormLayout(inputs_box)
@@ -198,8 +143,7 @@ class TrainWidget(QWidget):
         params_layout.addWidget(self.params_form)
 
         # Run ----------------------------------------------------------------
-        self.device_label = QLabel(_device_text())
-        self.device_label.setToolTip("set LFRECON_DEVICE (cpu, cuda:1, mps) to choose another device")
+        self.device_label = DeviceLabel()
         self.run_button = QPushButton("Train")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -250,6 +194,15 @@ class TrainWidget(QWidget):
         self._on_engine_changed()
 
     # -------------------------------------------------------------- choices
+    @property
+    def losses(self) -> dict[str, tuple[list[int], list[float]]]:
+        """The loss curve's points of the last run: training steps and values, per metric name."""
+        return self.curve.points
+
+    @property
+    def _last_step(self) -> int:
+        return self.curve.last_step
+
     @property
     def engine_name(self) -> str:
         """The selected engine's registry name ("" when no training engine is registered)."""
@@ -313,7 +266,7 @@ class TrainWidget(QWidget):
         if needs_psf(engine):
             fits = [x.name for x in layers if (psf := layer_psf(x)) is not None and psf.modality in engine.modalities]
         else:
-            fits = [x.name for x in layers if x.ndim in MODALITY_NDIM.get(engine.modalities[0], (3,))]
+            fits = [x.name for x in layers if x.ndim in input_ndim(engine)]
         return (fits or names)[-1]
 
     def _refresh_layers(self, *_: Any) -> None:
@@ -356,7 +309,9 @@ class TrainWidget(QWidget):
         self.params_form.set_params_class(engine.Params)
         self.params_form.setToolTip(engine.__doc__ or "")
         # The weights path has its own row with a file dialog; the form's copy would only disagree with it.
-        self._set_form_row_visible("output", False)
+        form = self.params_form.layout()
+        if "output" in self.params_form.values() and isinstance(form, QFormLayout):
+            form.setRowVisible(self.params_form.editor("output"), False)
         self.needs_label.setText(input_hint(engine))
         self._auto_checkpoint = ""
         self._refresh_layers()
@@ -380,24 +335,13 @@ class TrainWidget(QWidget):
         self.psf_path.setEnabled(from_file)
         self.psf_browse.setEnabled(from_file)
 
-    def _set_form_row_visible(self, name: str, visible: bool) -> None:
-        try:
-            editor = self.params_form.editor(name)
-        except KeyError:
-            return
-        form = self.params_form.layout()
-        if isinstance(form, QFormLayout):
-            form.setRowVisible(editor, visible)
-
     # ------------------------------------------------------------- weights path
     def _update_default_weights(self) -> None:
         """Propose ``~/lfrecon-weights/<engine>-<input>.safetensors`` unless the user typed a path."""
         current = self.weights_path.text().strip()
         if current and current != self._auto_weights:
             return
-        base = self.engine_name.removesuffix("-train") or "weights"
-        name = self.input_combo.currentData()
-        proposal = str(DEFAULT_WEIGHTS_DIR / f"{base}-{_slug(str(name)) if name else 'weights'}.safetensors")
+        proposal = str(default_weights(self.engine, self.input_combo.currentData()))
         self._auto_weights = proposal
         self.weights_path.setText(proposal)
 
@@ -437,7 +381,7 @@ class TrainWidget(QWidget):
         engine = self.engine
         if engine is None or not needs_psf(engine):
             return None
-        wanted = "/".join(m for m in engine.modalities if m in PSF_MODALITIES)
+        wanted = wanted_psf(engine)
         choice = self.psf_combo.currentData()
         if choice == PSF_FROM_FILE:
             text = self.psf_path.text().strip()
@@ -465,21 +409,12 @@ class TrainWidget(QWidget):
         if getattr(layer, "rgb", False):
             raise ValueError(f"layer {layer.name!r} is RGB; training needs single-channel measurements")
         data = layer.data[0] if layer.multiscale else layer.data
-        allowed = sorted({n for m in engine.modalities for n in MODALITY_NDIM.get(m, (2, 3, 4))})
-        if len(data.shape) not in allowed:
-            raise ValueError(
-                f"{engine.name} trains on data with {allowed} axes ({input_hint(engine)}); "
-                f"layer {layer.name!r} has shape {tuple(data.shape)}"
-            )
+        check_input(engine, layer.name, tuple(data.shape))
         psf = self.selected_psf()
-        weights = self.weights_path.text().strip()
-        if not weights:
-            raise ValueError("choose where to write the weights ('weights' path)")
-        if not weights.endswith(".safetensors"):
-            raise ValueError(f"the weights path must end in .safetensors, got {weights!r}")
+        weights = check_weights_path(self.weights_path.text())
         params = self.params_form.values()
         if "output" in params:
-            params["output"] = str(Path(weights).expanduser())
+            params["output"] = str(weights)
         return RunRequest(
             engine=engine.name,
             data=np.asarray(data),  # training reads every frame; a lazy layer is loaded once, never changed
@@ -505,8 +440,7 @@ class TrainWidget(QWidget):
         self._input_name = request.input_name
         self._weights_target = Path(request.params.get("output") or self.weights_path.text()).expanduser()
         self.trained_weights = None
-        self.losses = {}
-        self._last_step = 0
+        self.curve = LossCurve()
         self._draw_loss()
         runner.progressed.connect(self._on_progress)
         runner.metric.connect(self._on_metric)
@@ -536,21 +470,12 @@ class TrainWidget(QWidget):
     def _on_progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(round(fraction * _PROGRESS_STEPS))
         self.status_label.setText(message)
-        match = _STEP_PATTERN.search(message)
-        if match:
-            self._last_step = int(match.group(1))
-        elif self.runner is not None and getattr(self.runner.params, "steps", 0):
-            self._last_step = round(fraction * self.runner.params.steps)
+        planned = int(getattr(self.runner.params, "steps", 0) or 0) if self.runner is not None else 0
+        self.curve.progress(fraction, message, planned)
 
     def _on_metric(self, name: str, value: float) -> None:
-        if "loss" not in name or not math.isfinite(value):
-            return
-        steps, values = self.losses.setdefault(name, ([], []))
-        # An engine that names no step still gets a monotone x axis.
-        step = self._last_step if self._last_step > (steps[-1] if steps else 0) else len(steps) + 1
-        steps.append(step)
-        values.append(float(value))
-        self._draw_loss()
+        if self.curve.add(name, value):
+            self._draw_loss()
 
     def _draw_loss(self) -> None:
         ax = self.loss_ax
@@ -567,31 +492,20 @@ class TrainWidget(QWidget):
             ax.legend(fontsize=7)
         self.canvas.draw_idle()
 
-    def _series_frame(self) -> tuple[tuple[int, ...], tuple[float, ...], tuple[float, ...]] | None:
-        """Shape, scale and translate of ONE frame when the input is a time series, else ``None``."""
-        runner = self.runner
-        if runner is None or runner.request.psf is None:
-            return None
-        psf = runner.request.psf
-        shape = tuple(int(n) for n in runner.inputs.data.shape)
-        frame_ndim = 3 if psf.modality == "widefield" else 2
-        if psf.modality == "lfm" and len(shape) >= 3 and shape[-3] == psf.array.shape[0]:
-            frame_ndim = 3  # views (A, Ny, Nx) are one frame
-        if len(shape) <= frame_ndim:
-            return None
-        return shape[1:], runner.input_scale[1:], runner.input_translate[1:]
-
     def _place(self, layer: Any) -> None:
         """Put a preview/result of a time-series run on one frame's field of view.
 
         The worker layer centres outputs on the whole input, whose first axis is
         time here; a frame's geometry is the right reference.
         """
-        frame = self._series_frame()
         runner = self.runner
-        if frame is None or runner is None or layer is None:
+        if runner is None or layer is None:
             return
         psf = runner.request.psf
+        shape = tuple(int(n) for n in runner.inputs.data.shape)
+        frame = series_frame(psf, shape, runner.input_scale, runner.input_translate)
+        if frame is None:
+            return
         z_planes = psf.z_planes_um if psf is not None and psf.z_planes_um.size else None
         shape, scale, translate = frame
         out_scale = tuple(float(s) for s in layer.scale)
@@ -626,22 +540,13 @@ class TrainWidget(QWidget):
                 self.status_label.setText(f"finished, but no weights file at {weights}")
         elif status == "cancelled":
             self._place(runner.cancelled_layer)
-            if checkpoint and Path(checkpoint).is_file():
-                kept = f"checkpoint kept at {checkpoint}: train again with 'resume' on to continue"
-            elif checkpoint:
-                kept = f"no checkpoint written yet at {checkpoint} (the engine writes one every few steps)"
-            else:
-                kept = "no checkpoint kept (set 'checkpoint' to keep one)"
-            self.status_label.setText(f"{message}; {loss_text}; {kept}")
+            self.status_label.setText(f"{message}; {loss_text}; {checkpoint_note(checkpoint)}")
         else:
             self.status_label.setText(f"failed: {message}")
 
     def final_loss(self) -> float | None:
         """The last loss value of the last run (the ``"loss"`` metric when there are several)."""
-        if not self.losses:
-            return None
-        steps, values = self.losses.get("loss") or next(iter(self.losses.values()))
-        return values[-1] if values else None
+        return self.curve.final()
 
     # ----------------------------------------------------------- hand-over
     def use_in_reconstruct(self) -> Any:
@@ -679,8 +584,13 @@ class TrainWidget(QWidget):
         return widget
 
 
-def _device_text() -> str:
-    try:
-        return f"device: {describe_device(select_device())}"
-    except RuntimeError as exc:  # e.g. LFRECON_DEVICE=cuda on a machine without CUDA
-        return f"device: unavailable ({exc})"
+def _path_row(field: QLineEdit, tip: str) -> tuple[QPushButton, QHBoxLayout]:
+    """A "…" browse button next to ``field``: the button and the row holding both."""
+    button = QPushButton("…")
+    button.setFixedWidth(28)
+    button.setToolTip(tip)
+    row = QHBoxLayout()
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(field)
+    row.addWidget(button)
+    return button, row
