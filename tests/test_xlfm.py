@@ -246,7 +246,7 @@ def test_projector_bad_input_raises() -> None:
         proj.adjoint(torch.zeros(1, 15, 16, dtype=torch.float64))
 
 
-def test_from_psf_uses_view_size(psf_pm) -> None:
+def test_projector_of_a_psf_uses_view_size(psf_pm) -> None:
     optics, psf = psf_pm
     proj = modalities.get("xlfm").projector(psf)  # PSF objects become operators in modalities/, not physics/
     assert proj.volume_shape == (5, 25, 25) and proj.n_views == 7
