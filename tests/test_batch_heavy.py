@@ -67,6 +67,32 @@ def test_local_cluster_two_workers_one_torch_thread_each(tmp_path):
     assert not leftovers()
 
 
+def test_learned_engine_without_psf_runs_on_a_local_cluster(tmp_path):
+    import torch
+
+    from napari_lfrecon.api import reconstruct
+    from napari_lfrecon.engines.niiv import save_model
+    from napari_lfrecon.engines.niiv_model import NiivConfig, NiivNet
+
+    torch.manual_seed(0)
+    model = NiivNet(NiivConfig(features=8, blocks=1, attn_dim=4, mlp_width=16, mlp_depth=2, anisotropy=4))
+    weights = str(save_model(tmp_path / "n.safetensors", model, {}))
+    stacks = np.random.default_rng(3).random((3, 4, 20, 24)).astype(np.float32) + 0.1
+    voxel = (0.8, 0.2, 0.2)
+    summary = run_batch(
+        array_source(stacks, "TZYX"),
+        tmp_path / "n.zarr",
+        None,
+        engine="niiv",
+        params={"weights": weights},
+        voxel_size=voxel,
+        workers=2,
+    )
+    assert summary.workers == 2 and summary.chunks_computed == 3 and summary.shape == (3, 16, 20, 24)
+    direct = np.stack([reconstruct("niiv", s, voxel_size=voxel, weights=weights).data for s in stacks])
+    np.testing.assert_allclose(np.asarray(read_zarr(tmp_path / "n.zarr").data), direct, rtol=1e-5, atol=1e-6)
+
+
 def _cli(*args):
     return [sys.executable, "-m", "napari_lfrecon.cli", "reconstruct", *map(str, args)]
 
