@@ -343,8 +343,9 @@ def test_niiv_engine_streams_cancels_and_sets_the_voxel_size(tmp_path):
     kinds = [u.kind for u in updates]
     assert kinds[-1] == "result" and kinds.count("progress") > 3
     assert "from the voxel size dz/dx = 0.8/0.2 = 4 (rounded)" in updates[0].message
+    # the result is a Volume that carries the exact output grid (z_scale 1.5: 24 planes over the stack's depth)
     assert updates[-1].data.data.shape == (24, 24, 24)
-    assert engine.output_voxel_size(inputs) == pytest.approx((0.8 * 4 / 24, 0.2, 0.2))
+    assert updates[-1].data.voxel_size == pytest.approx((0.8 * 4 / 24, 0.2, 0.2))
     _, cancelled = run_engine(
         "niiv", Inputs(stack, voxel_size=(0.8, 0.2, 0.2)), stop=lambda: True, weights=str(weights)
     )

@@ -339,7 +339,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``lfrecon train ENGINE``: see :mod:`.cli_train` (one sub-command per registered trainer)."""
     from .cli_train import cmd_train as run_train
 
-    return run_train(args, ProgressBar())
+    return run_train(args, ProgressBar(sys.stderr))
 
 
 def build_parser(engine_name: str | None = None) -> tuple[argparse.ArgumentParser, list[str]]:
