@@ -95,8 +95,8 @@ class Job:
     finished callback ran.
     """
 
-    def __init__(self) -> None:
-        self.stop = threading.Event()
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        self.stop = stop if stop is not None else threading.Event()
         self.worker: GeneratorWorker | None = None
         self.done = False
 
@@ -118,6 +118,7 @@ def start_job(
     on_error: Callable[[BaseException], None] | None = None,
     on_finish: Callable[[], None] | None = None,
     sync: bool | None = None,
+    stop: threading.Event | None = None,
     **kwargs: Any,
 ) -> Job:
     """Run ``work(*args, **kwargs)`` in napari's ``thread_worker`` and hand its results to the main thread.
@@ -128,9 +129,12 @@ def start_job(
     in every case. With ``sync`` (or ``LFRECON_SYNC=1``) everything runs on the
     calling thread: tests and debugging see the same callbacks in order. Every
     widget runs its background work through here or :class:`EngineRunner` (which
-    uses it).
+    uses it). ``stop``, when given, is handed to ``work`` as its ``stop`` keyword
+    and is the flag :meth:`Job.cancel` sets.
     """
-    job = Job()
+    job = Job(stop)
+    if stop is not None:
+        kwargs["stop"] = stop
 
     def failed(exc: BaseException) -> None:
         if on_error is not None:
