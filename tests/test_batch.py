@@ -364,6 +364,22 @@ def test_niiv_needs_no_psf_in_batch_and_matches_the_direct_call_with_resume(tmp_
     np.testing.assert_allclose(np.asarray(read_zarr(out).data), np.stack(direct), rtol=1e-6, atol=1e-6)
 
 
+def test_a_result_that_does_not_fit_the_planned_output_is_refused(tmp_path, tiny_niiv):
+    # niiv's output_voxel_size cannot see z_scale (Engine.output_voxel_size takes no params): the store would be
+    # labelled dz/af while the volume has dz/(2·af). The run stops instead of writing mislabelled chunks.
+    stack = anisotropic_stacks(frames=1)[0]
+    with pytest.raises(ValueError, match="Engine.output_voxel_size"):
+        run_batch(
+            array_source(stack, "ZYX"),
+            tmp_path / "z2.zarr",
+            None,
+            engine="niiv",
+            params={"weights": tiny_niiv, "z_scale": 2.0},
+            voxel_size=(0.8, 0.2, 0.2),
+        )
+    assert not finished_chunks(tmp_path / "z2.zarr")
+
+
 def test_engines_declare_halo_output_and_memory_for_planning(tiny_niiv):
     from napari_lfrecon.batch.plan import engine_view
 

@@ -53,6 +53,8 @@ class BatchJob:
     camera: Camera | None = None
     device: str | None = None
     torch_threads: int | None = None
+    #: The voxel size written into the output before any tile ran; every result must agree with it.
+    output_voxel_size: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -153,8 +155,11 @@ def reconstruct_tile(job: BatchJob, psf: PSF | None, tile: Tile) -> np.ndarray:
     _set_torch_threads(job.torch_threads)
     data = _electrons(job.source.read(tile.region), job.camera, tile.region)
 
+    expected = job.frame_output_shape if job.plan_mode == "frames" else tuple(s.stop - s.start for s in tile.region)
+
     def one(frame: np.ndarray) -> np.ndarray:
         volume = reconstruct(job.engine, frame, psf, voxel_size=job.voxel_size, device=job.device, **job.params)
+        _check_result(job, volume.data.shape, volume.voxel_size, expected)
         return volume.data
 
     if job.plan_mode == "frames" and job.has_time:
@@ -163,6 +168,22 @@ def reconstruct_tile(job: BatchJob, psf: PSF | None, tile: Tile) -> np.ndarray:
             out[i] = one(data[i])
         return out
     return one(data)
+
+
+def _check_result(job: BatchJob, shape: tuple[int, ...], voxel_size: tuple[float, ...], expected: tuple[int, ...]):
+    """Refuse a result that does not fit the output planned from the engine's declarations (no silent mislabels)."""
+    from ..jobs import EngineInputError
+
+    if tuple(shape) != tuple(expected):
+        raise EngineInputError(
+            f"engine {job.engine!r} returned a volume of shape {tuple(shape)}, but declared {tuple(expected)} "
+            "(Engine.output_shape) when the run was planned"
+        )
+    if job.output_voxel_size is not None and not np.allclose(voxel_size, job.output_voxel_size, rtol=1e-6):
+        raise EngineInputError(
+            f"engine {job.engine!r} returned voxels of {tuple(voxel_size)} µm, but said "
+            f"{tuple(job.output_voxel_size)} µm (Engine.output_voxel_size) when the output was created"
+        )
 
 
 def finish_chunk(job: BatchJob, chunk: Chunk, tiles: Sequence[Tile], *results: np.ndarray) -> str:
@@ -434,6 +455,7 @@ def run_batch(
                 camera=camera,
                 device=device,
                 torch_threads=1 if client is not None else None,
+                output_voxel_size=tuple(out_voxel),
             )
             token = store.signature_digest({"out": job.output, "t": time.time()})
             if client is None:
