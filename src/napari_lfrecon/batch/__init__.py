@@ -1,8 +1,11 @@
 """Chunked, resumable, optionally distributed reconstruction of inputs larger than memory (no Qt).
 
-``plan_run`` cuts a run into tiles/frames from a memory budget, ``run_batch``
-executes it as a dask graph (locally or on dask.distributed) and writes an
-OME-Zarr chunk by chunk, skipping chunks an interrupted earlier run finished.
+``plan_run`` cuts a run of any reconstruction engine into tiles/frames from a
+memory budget and what the engine declares (``Engine.halo``, ``output_shape``,
+``memory_bytes``), ``run_batch`` executes it as a dask graph (locally or on
+dask.distributed), each task through the one runner, and writes an OME-Zarr
+chunk by chunk, skipping chunks an interrupted earlier run finished. Tiles and
+blending are :mod:`napari_lfrecon.tiling`'s.
 """
 
 from .plan import DEFAULT_MAX_MEMORY, Chunk, Plan, Tile, plan_run, tile_weights
