@@ -202,3 +202,19 @@ def test_data_kinds_describe_inputs_and_files_stack():
     assert stack_same_shape([a, b], "stacks").shape == (2, 2, 4, 4) and stack_same_shape([a], "x").shape == (2, 4, 4)
     with pytest.raises(EngineInputError, match="one shape"):
         stack_same_shape([a, DataFile("c.tif", np.zeros((3, 4, 4)))], "stacks")
+
+
+def test_trainers_declare_the_engine_they_train_and_their_data_kinds():
+    from napari_lfrecon import engines
+    from napari_lfrecon.bench.runner import is_trainer, trainer_of
+    from napari_lfrecon.cli_train import command_names
+    from napari_lfrecon.training.data import DATA_KINDS
+
+    assert engines.trainer_for("niiv") == "niiv-train" and engines.trainer_for("serenet") == "serenet-train"
+    assert engines.trainer_for("rl") is None and trainer_of("rl") is None and trainer_of("niiv") == "niiv-train"
+    for name in engines.available(kind="train"):
+        trainer = engines.get(name)
+        assert trainer.trains in engines.available(kind="reconstruct") and is_trainer(name)
+        assert trainer.data_kinds and set(trainer.data_kinds) <= set(DATA_KINDS)
+        assert command_names()[name] == trainer.trains  # `lfrecon train niiv`, `lfrecon train serenet`
+    assert not is_trainer("rl")
