@@ -409,3 +409,37 @@ def test_cli_chunked_niiv_run_needs_no_psf(tmp_path, capsys, tiny_niiv):
     assert summary["shape"] == [16, 20, 24] and summary["voxel_size_um"] == pytest.approx([0.2, 0.2, 0.2])
     direct = reconstruct("niiv", stack, voxel_size=(0.8, 0.2, 0.2), weights=tiny_niiv).data
     np.testing.assert_allclose(np.asarray(read_zarr(tmp_path / "o.zarr").data), direct, rtol=1e-6, atol=1e-6)
+
+
+def test_planning_follows_what_any_engine_declares():
+    from dataclasses import dataclass
+
+    from napari_lfrecon.engines.base import Engine
+
+    @dataclass
+    class NoParams:
+        pass
+
+    class WholeFrames(Engine):  # declares only its output: the base's safe defaults do the rest
+        name = "whole-frames"
+        modalities = ("widefield",)
+        needs_psf = False
+        Params = NoParams
+
+        def output_shape(self, inputs, params):
+            return tuple(np.shape(inputs.data))
+
+    class Local(WholeFrames):  # a local operator: 2 voxels of context laterally, none axially
+        name = "local"
+
+        def halo(self, inputs, params):
+            return (0, 2, 2)
+
+    whole = plan_run((6, 64, 64), "ZYX", None, engine=WholeFrames(), max_memory=parse_size("64MiB"))
+    assert whole.mode == "frames" and len(whole.tiles) == 1
+    assert whole.task_bytes == 8 * 4 * 2 * 6 * 64 * 64 + 2 * 4 * 2 * 6 * 64 * 64  # default model + held copies
+    local = plan_run((6, 64, 64), "ZYX", None, engine=Local(), tile=(16,), blend=2)
+    assert local.mode == "tiles" and local.overlap == (0, 2, 2) and len(local.chunks) == 16
+    assert max(len(c.tiles) for c in local.chunks) == 9  # interior cores are reached by their 8 neighbours' ramps
+    with pytest.raises(ValueError, match="does not tell the shape"):
+        plan_run((6, 64, 64), "ZYX", None, engine=type("Mute", (Local,), {"output_shape": Engine.output_shape})())
