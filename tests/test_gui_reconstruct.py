@@ -312,7 +312,7 @@ def test_psf_follows_the_selected_input(make_napari_viewer):
     add_measurement(viewer, bead_stack(), name="a", psf=gaussian_psf(sigma=(1.0, 1.0, 1.0)))
     add_measurement(viewer, bead_stack(), name="b", psf=gaussian_psf(sigma=(2.0, 1.5, 1.5)))
     viewer.add_image(np.ones((4, 4, 4), np.float32), name="plain")
-    assert widget._image_names() == ["a", "b", "plain"]
+    assert [widget.input_combo.itemData(i) for i in range(widget.input_combo.count())] == ["a", "b", "plain"]
     widget.select_input("a")
     assert widget.psf_combo.currentData() == "a"
     assert widget.selected_psf() is viewer.layers["a"].metadata["psf"]

@@ -6,14 +6,14 @@ it reads its fields, calls a function here, and shows what comes back.
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..psf.zernike import ZERNIKE_NAMES
+from .streams import stream_callbacks
 
 #: The light-field optics fields: our name → (label, tooltip).
 LF_OPTICS_FIELDS: dict[str, tuple[str, str]] = {
@@ -101,36 +101,29 @@ def bead_chi2_text(calibration: Any) -> str:
     )
 
 
-def lfm_psf_updates(optics: Any, depths: np.ndarray, stop: threading.Event) -> Iterator[float]:
-    """Compute the LFM PSF, yielding its progress fractions; returns the PSF (``None`` when stopped).
+def lfm_psf_updates(optics: Any, depths: np.ndarray, stop: threading.Event) -> Generator[float, None, Any]:
+    """Compute the LFM PSF, yielding its progress fractions; returns the PSF, ``None`` when stopped, or the error.
 
-    :func:`~napari_lfrecon.psf.lfm.lfm_psf` reports through a callback, so it
-    runs in a helper thread whose progress comes back through a queue: this
-    generator is what the widget hands to the worker layer's ``start_job``.
+    This generator is what the widget hands to the worker layer (``RunPanel.start_work``);
+    errors are returned, never raised in the worker thread (napari would raise them again in the event loop).
     """
     from ..psf.lfm import PSFComputationStopped, lfm_psf
 
-    fractions: queue.Queue[float | None] = queue.Queue()
-    outcome: dict[str, Any] = {}
-
-    def compute() -> None:
+    def compute(report: Any) -> Any:
         try:
-            outcome["psf"] = lfm_psf(optics, depths, progress=fractions.put, should_stop=stop.is_set)
+            return lfm_psf(optics, depths, progress=report, should_stop=stop.is_set)
         except PSFComputationStopped:
-            outcome["psf"] = None
-        except Exception as exc:  # re-raised by the generator, where the worker layer reports it
-            outcome["error"] = exc
-        finally:
-            fractions.put(None)
+            return None
 
-    helper = threading.Thread(target=compute, name="lfm-psf", daemon=True)
-    helper.start()
-    while (fraction := fractions.get()) is not None:
+    stream = stream_callbacks(compute)
+    while True:
+        try:
+            (fraction,) = next(stream)
+        except StopIteration as end:
+            return end.value
+        except Exception as exc:  # reported by the widget, never a traceback
+            return exc
         yield float(fraction)
-    helper.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["psf"]
 
 
 def rectify_lightfield(

@@ -415,9 +415,12 @@ class CalibrateWidget(QWidget):
         )
 
     def _on_psf_done(self, psf: Any) -> None:
-        if psf is None:
-            self.status_label.setText("PSF computation cancelled; the rectified frame was not added")
+        if psf is None or isinstance(psf, BaseException):
             self._pending_rectified = None
+            if psf is None:
+                self.status_label.setText("PSF computation cancelled; the rectified frame was not added")
+            else:
+                self._fail(f"Cannot compute the LFM PSF: {error_message(psf)}")
             return
         psf.optics["lightfield_calibration"] = {
             k: self.lf_summary[k] for k in ("pitch_px", "rotation_deg", "offset_px", "measured_vs_nominal")

@@ -14,9 +14,13 @@ series ``(T, Z, Y, X)`` widefield, ``(T, Y, X)`` light-field/XLFM frames) shows
 a *frames* choice: **current frame** reconstructs the frame under the viewer's
 time slider like any single input; **all frames** runs
 :func:`napari_lfrecon.batch.run_batch` over the series into a chosen ``.zarr``
-store (in a thread, chunk progress on the bar, Cancel stops after the chunk in
-flight and a re-run with the same path resumes) and opens the store lazily as
-the result layer.
+store (through the worker layer's ``start_job``: chunk progress on the bar,
+Cancel stops after the chunk in flight and a re-run with the same path
+resumes) and opens the store lazily as the result layer.
+
+The decisions that need no Qt (defaults, time series, names, the camera, the
+batch run itself) are in :mod:`napari_lfrecon.controllers.reconstruct`; the
+layer and PSF pickers and the device label come from :mod:`.kit`.
 """
 
 from __future__ import annotations
@@ -28,13 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Image
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QObject, Qt, Signal, Slot
+from psygnal import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -48,33 +50,22 @@ from qtpy.QtWidgets import (
 )
 
 from .. import engines
-from ..batch.plan import frame_layout
 from ..camera import Camera
+from ..controllers import reconstruct as control
+from ..controllers.reconstruct import DEFAULT_ENGINE, FRAMES_ALL, FRAMES_CURRENT, BatchCancelled
 from ..device import describe_device, select_device
 from ..engines.base import EngineInputError
 from ..psf.model import PSF
 from ._geometry import output_translate
+from .kit import PROGRESS_STEPS as _PROGRESS_STEPS
+from .kit import PSF_FROM_FILE, DeviceLabel, LayerPicker, PsfPicker, layer_array, layer_psf, spin
 from .params_form import ParamsForm
-from .worker import EngineRunner, RunRequest, error_message
+from .worker import EngineRunner, Job, RunRequest, error_message, start_job
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-#: Item data of the PSF combo entry that reads the PSF from the file field.
-PSF_FROM_FILE = "__file__"
-#: Progress bar resolution (Qt progress bars are integer).
-_PROGRESS_STEPS = 1000
-#: The engine selected when the widget opens.
-DEFAULT_ENGINE = "rl"
-#: Item data of the two entries of the frames combo.
-FRAMES_CURRENT = "current"
-FRAMES_ALL = "all"
-
-
-def layer_psf(layer: Any) -> PSF | None:
-    """The PSF object a layer carries in ``metadata["psf"]``, if any."""
-    psf = getattr(layer, "metadata", {}).get("psf")
-    return psf if isinstance(psf, PSF) else None
+__all__ = ["DEFAULT_ENGINE", "FRAMES_ALL", "FRAMES_CURRENT", "PSF_FROM_FILE", "BatchRunner", "ReconstructWidget"]
 
 
 class ReconstructWidget(QWidget):
@@ -87,29 +78,17 @@ class ReconstructWidget(QWidget):
         self.runner: EngineRunner | BatchRunner | None = None
 
         # Inputs -------------------------------------------------------------
-        self.input_combo = QComboBox()
-        self.input_combo.setToolTip("the measurement: a widefield stack, a raw light field or an XLFM frame")
+        self.input_picker = LayerPicker(
+            self.viewer, tip="the measurement: a widefield stack, a raw light field or an XLFM frame"
+        )
+        self.input_combo = self.input_picker.combo
         self.engine_combo = QComboBox()
-        for name in engines.available(kind="reconstruct"):
-            engine = engines.get(name)
-            self.engine_combo.addItem(f"{name} — {engine.title}" if engine.title else name, name)
+        for name, label in control.engine_choices():
+            self.engine_combo.addItem(label, name)
         self.engine_combo.setToolTip("the reconstruction engine")
-        # Richardson–Lucy is the default: it needs no weights and works for every modality.
         self.engine_combo.setCurrentIndex(max(self.engine_combo.findData(DEFAULT_ENGINE), 0))
-        self.psf_combo = QComboBox()
-        self.psf_combo.setToolTip("a layer carrying a PSF object (samples and PSF files do), or a file")
-        self.psf_path = QLineEdit()
-        self.psf_path.setPlaceholderText("PSF file (.psf.safetensors) or widefield TIFF")
-        self.psf_browse = QPushButton("…")
-        self.psf_browse.setToolTip("choose a PSF file")
-        self.psf_browse.setFixedWidth(28)
-        psf_file_row = QHBoxLayout()
-        psf_file_row.setContentsMargins(0, 0, 0, 0)
-        psf_file_row.addWidget(self.psf_path)
-        psf_file_row.addWidget(self.psf_browse)
-        self.psf_info = QLabel()
-        self.psf_info.setWordWrap(True)
-        self.psf_info.setStyleSheet("color: gray")
+        self.psf_picker = PsfPicker(self.viewer)
+        self.psf_combo, self.psf_path = self.psf_picker.combo, self.psf_picker.path
 
         # Time series: which frames, and where all frames go.
         self.frames_combo = QComboBox()
@@ -128,27 +107,26 @@ class ReconstructWidget(QWidget):
         self.overwrite_check.setToolTip("replace an existing store made with other settings (else it is refused)")
         output_row = QHBoxLayout()
         output_row.setContentsMargins(0, 0, 0, 0)
-        output_row.addWidget(self.output_path)
-        output_row.addWidget(self.output_browse)
-        output_row.addWidget(self.overwrite_check)
+        for widget in (self.output_path, self.output_browse, self.overwrite_check):
+            output_row.addWidget(widget)
         self.frames_info = QLabel()
         self.frames_info.setStyleSheet("color: gray")
 
         inputs_box = QGroupBox("Input")
         inputs_form = QFormLayout(inputs_box)
-        inputs_form.addRow("data", self.input_combo)
+        inputs_form.addRow("data", self.input_picker)
         inputs_form.addRow("engine", self.engine_combo)
         inputs_form.addRow("PSF", self.psf_combo)
-        inputs_form.addRow("PSF file", psf_file_row)
-        inputs_form.addRow(self.psf_info)
+        inputs_form.addRow("PSF file", self.psf_picker.file_row)
+        inputs_form.addRow(self.psf_picker.info)
         inputs_form.addRow("frames", self.frames_combo)
         inputs_form.addRow("output", output_row)
         inputs_form.addRow(self.frames_info)
 
         # Camera -------------------------------------------------------------
-        self.offset_spin = _spin(0.0, 0.0, 1e6, "camera offset in ADU (subtracted first)")
-        self.gain_spin = _spin(1.0, 1e-6, 1e6, "camera gain in photo-electrons per ADU")
-        self.read_noise_spin = _spin(0.0, 0.0, 1e4, "read noise in electrons RMS (used by likelihood-based engines)")
+        self.offset_spin = spin(0.0, 0.0, 1e6, "camera offset in ADU (subtracted first)")
+        self.gain_spin = spin(1.0, 1e-6, 1e6, "camera gain in photo-electrons per ADU")
+        self.read_noise_spin = spin(0.0, 0.0, 1e4, "read noise in electrons RMS (used by likelihood-based engines)")
         camera_box = QGroupBox("Camera (defaults: data already in electrons)")
         camera_form = QFormLayout(camera_box)
         camera_form.addRow("offset (ADU)", self.offset_spin)
@@ -158,12 +136,10 @@ class ReconstructWidget(QWidget):
         # Engine parameters --------------------------------------------------
         self.params_form = ParamsForm()
         params_box = QGroupBox("Parameters")
-        params_layout = QVBoxLayout(params_box)
-        params_layout.addWidget(self.params_form)
+        QVBoxLayout(params_box).addWidget(self.params_form)
 
         # Run ----------------------------------------------------------------
-        self.device_label = QLabel(_device_text())
-        self.device_label.setToolTip("set LFRECON_DEVICE (cpu, cuda:1, mps) to choose another device")
+        self.device_label = DeviceLabel()
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -178,14 +154,11 @@ class ReconstructWidget(QWidget):
         self.metric_label = QLabel()
 
         layout = QVBoxLayout(self)
-        layout.addWidget(inputs_box)
-        layout.addWidget(camera_box)
-        layout.addWidget(params_box)
-        layout.addWidget(self.device_label)
+        for box in (inputs_box, camera_box, params_box, self.device_label):
+            layout.addWidget(box)
         layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status_label)
-        layout.addWidget(self.metric_label)
+        for label in (self.progress, self.status_label, self.metric_label):
+            layout.addWidget(label)
         layout.addStretch(1)
 
         # Wiring -------------------------------------------------------------
@@ -193,7 +166,6 @@ class ReconstructWidget(QWidget):
         self.input_combo.currentIndexChanged.connect(self._on_input_changed)
         self.psf_combo.currentIndexChanged.connect(self._on_psf_changed)
         self.psf_path.textChanged.connect(self._on_psf_changed)
-        self.psf_browse.clicked.connect(self._browse_psf)
         self.frames_combo.currentIndexChanged.connect(self._update_frames_ui)
         self.output_browse.clicked.connect(self._browse_output)
         self.run_button.clicked.connect(self.run)
@@ -212,18 +184,15 @@ class ReconstructWidget(QWidget):
 
     def input_layer(self) -> Image | None:
         """The selected input layer (``None`` when there is none)."""
-        name = self.input_combo.currentData()
-        if name is None or name not in self.viewer.layers:
-            return None
-        layer = self.viewer.layers[name]
+        layer = self.input_picker.layer()
         return layer if isinstance(layer, Image) else None
 
     def select_input(self, name: str) -> None:
         """Select input layer ``name`` (``ValueError`` if it is not an image layer in the viewer)."""
-        index = self.input_combo.findData(name)
-        if index < 0:
-            raise ValueError(f"no image layer named {name!r}; image layers: {self._image_names()}")
-        self.input_combo.setCurrentIndex(index)
+        if self.input_combo.findData(name) < 0:
+            images = [self.input_combo.itemData(i) for i in range(self.input_combo.count())]
+            raise ValueError(f"no image layer named {name!r}; image layers: {images}")
+        self.input_picker.select(name)
 
     def select_engine(self, name: str) -> None:
         """Select engine ``name`` (``ValueError`` listing the registered engines otherwise)."""
@@ -232,38 +201,16 @@ class ReconstructWidget(QWidget):
             raise ValueError(f"unknown engine {name!r}; available: {engines.available()}")
         self.engine_combo.setCurrentIndex(index)
 
-    def _image_names(self) -> list[str]:
-        # Our own previews are outputs, not inputs.
-        return [
-            layer.name for layer in self.viewer.layers if isinstance(layer, Image) and not layer.metadata.get("preview")
-        ]
-
     def _refresh_layers(self, *_: Any) -> None:
         current_input = self.input_combo.currentData()
-        current_psf = self.psf_combo.currentData()
-        images = self._image_names()
+        self.input_picker.refresh()
+        images = [self.input_combo.itemData(i) for i in range(self.input_combo.count())]
+        measurements = [n for n in images if layer_psf(self.viewer.layers[n]) is not None]
+        choice = control.default_input(images, current_input, measurements)
         self.input_combo.blockSignals(True)
-        self.input_combo.clear()
-        for name in images:
-            self.input_combo.addItem(name, name)
-        if current_input in images:
-            self.input_combo.setCurrentIndex(images.index(current_input))
-        elif images:
-            # A newly opened measurement (not a result or ground truth) is the likely next input.
-            measurements = [n for n in images if layer_psf(self.viewer.layers[n]) is not None]
-            self.input_combo.setCurrentIndex(images.index(measurements[-1] if measurements else images[-1]))
+        self.input_combo.setCurrentIndex(max(self.input_combo.findData(choice), 0))
         self.input_combo.blockSignals(False)
-
-        self.psf_combo.blockSignals(True)
-        self.psf_combo.clear()
-        for layer in self.viewer.layers:
-            psf = layer_psf(layer)
-            if psf is not None:
-                self.psf_combo.addItem(f"{layer.name} ({psf.modality})", layer.name)
-        self.psf_combo.addItem("from file…", PSF_FROM_FILE)
-        index = self.psf_combo.findData(current_psf)
-        self.psf_combo.setCurrentIndex(max(index, 0))
-        self.psf_combo.blockSignals(False)
+        self.psf_picker.refresh()
         if current_input != self.input_combo.currentData():
             self._on_input_changed()
         else:
@@ -273,37 +220,22 @@ class ReconstructWidget(QWidget):
         # Each measurement opens with its own PSF: select it automatically.
         layer = self.input_layer()
         if layer is not None and layer_psf(layer) is not None:
-            index = self.psf_combo.findData(layer.name)
-            if index >= 0:
-                self.psf_combo.setCurrentIndex(index)
+            self.psf_picker.select_layer(layer.name)
         elif layer is not None:
             self._apply_layer_hints(layer)
         self._on_psf_changed()
 
     def _apply_layer_hints(self, layer: Any) -> None:
         """A layer that says which engine and weights it is for (a sample, a Train run) preselects them."""
-        hint = layer.metadata.get("engine_hint")
-        if not isinstance(hint, dict) or hint.get("engine") not in engines.available(kind="reconstruct"):
-            return
-        self.select_engine(str(hint["engine"]))
-        values = {k: v for k, v in hint.get("params", {}).items() if k in self.params_form.values()}
-        if values:
-            self.params_form.set_values(values)
+        hint = control.hinted_params(layer.metadata.get("engine_hint"))
+        if hint is not None:
+            self.select_engine(hint[0])
+            values = {k: v for k, v in hint[1].items() if k in self.params_form.values()}
+            if values:
+                self.params_form.set_values(values)
 
     def _on_psf_changed(self, *_: Any) -> None:
-        needs_psf = engines.get(self.engine_name).needs_psf
-        self.psf_combo.setEnabled(needs_psf)
-        from_file = self.psf_combo.currentData() == PSF_FROM_FILE
-        self.psf_path.setEnabled(from_file and needs_psf)
-        self.psf_browse.setEnabled(from_file and needs_psf)
-        if not needs_psf:
-            self.psf_info.setText("this engine needs no PSF (it learns from the data itself)")
-        elif not from_file:
-            layer_name = self.psf_combo.currentData()
-            psf = layer_psf(self.viewer.layers[layer_name]) if layer_name in self.viewer.layers else None
-            self.psf_info.setText(psf.describe() if psf is not None else "")
-        else:
-            self.psf_info.setText(self.psf_path.text() and Path(self.psf_path.text()).name)
+        self.psf_picker.set_enabled(engines.get(self.engine_name).needs_psf)
         self._update_frames_ui()
 
     def _on_engine_changed(self, *_: Any) -> None:
@@ -321,41 +253,25 @@ class ReconstructWidget(QWidget):
     def series_layout(self, psf: PSF | None = None) -> tuple[bool, int]:
         """``(has_time_axis, frame_ndim)`` of the input layer for ``psf`` (else the PSF the widget shows).
 
-        A time axis is one leading axis more than the modality needs (widefield
-        frames are 3D, light-field and XLFM frames 2D; LFM views ``(A, Y, X)``
-        are told from a series by the PSF's view count). Without a PSF at hand
-        (a file not read yet) the engine's modalities decide, else a 4D input
-        counts as a series.
+        See :func:`napari_lfrecon.controllers.reconstruct.series_layout`; without
+        a PSF at hand (a file not read yet) the engine's modalities decide.
         """
         layer = self.input_layer()
         if layer is None:
             return False, 0
-        shape = tuple(int(n) for n in _layer_array(layer).shape)
-        if psf is None and engines.get(self.engine_name).needs_psf:
-            choice = self.psf_combo.currentData()
-            if choice != PSF_FROM_FILE and choice in self.viewer.layers:
-                psf = layer_psf(self.viewer.layers[choice])
-        if psf is not None:
-            try:
-                # Axes without "T": the shape (and the LFM view count) decide, as for a file.
-                return frame_layout(psf, shape, "TZYX"[-len(shape) :] if len(shape) == 4 else "ZYX"[-len(shape) :])
-            except ValueError:
-                return False, len(shape)  # not a valid input at all: the run reports why
-        modalities = engines.get(self.engine_name).modalities
-        frame_ndim = 2 if modalities and set(modalities) <= {"xlfm"} else 3
-        return len(shape) == frame_ndim + 1, frame_ndim
+        if psf is None and engines.get(self.engine_name).needs_psf and not self.psf_picker.from_file:
+            psf = self.psf_picker.layer_choice()
+        return control.series_layout(layer_array(layer).shape, psf, self.engine_name)
 
     def current_frame(self) -> int:
         """The input layer's frame index under the viewer's time slider (its first axis)."""
         layer = self.input_layer()
         if layer is None:
             raise ValueError("no input: open an image (or a sample) and choose it as 'data'")
-        n_frames = int(_layer_array(layer).shape[0])
         # The layer's axes are the viewer's last ones; the slider position is in world units.
-        axis = self.viewer.dims.ndim - layer.ndim
-        world = float(self.viewer.dims.point[axis])
-        index = round((world - float(layer.translate[0])) / float(layer.scale[0]))
-        return int(min(max(index, 0), n_frames - 1))
+        world = float(self.viewer.dims.point[self.viewer.dims.ndim - layer.ndim])
+        n_frames = int(layer_array(layer).shape[0])
+        return control.frame_index(world, float(layer.translate[0]), float(layer.scale[0]), n_frames)
 
     def _update_frames_ui(self, *_: Any) -> None:
         has_time, _frame_ndim = self.series_layout()
@@ -364,72 +280,48 @@ class ReconstructWidget(QWidget):
         all_frames = has_time and self.frames_mode == FRAMES_ALL
         for widget in (self.output_path, self.output_browse, self.overwrite_check):
             widget.setEnabled(all_frames)
-        if has_time and layer is not None:
-            self.frames_info.setText(f"time series of {_layer_array(layer).shape[0]} frames")
-        else:
-            self.frames_info.setText("")
+        frames = layer_array(layer).shape[0] if has_time and layer is not None else None
+        self.frames_info.setText(f"time series of {frames} frames" if frames is not None else "")
 
     def _browse_output(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Write all frames to", "", "Zarr store (*.zarr)")
         if path:
-            self.output_path.setText(path if path.endswith(".zarr") else f"{path}.zarr")
-
-    def _browse_psf(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open a PSF", "", "PSF files (*.psf.safetensors *.safetensors *.tif *.tiff);;All files (*)"
-        )
-        if path:
-            self.psf_path.setText(path)
+            self.output_path.setText(control.zarr_path(path))
 
     # ------------------------------------------------------------------ run
     def selected_psf(self) -> PSF | None:
         """The PSF chosen in the widget (``None`` for engines that need none); ``ValueError`` if it is missing."""
         if not engines.get(self.engine_name).needs_psf:
             return None
-        choice = self.psf_combo.currentData()
-        if choice == PSF_FROM_FILE:
-            text = self.psf_path.text().strip()
-            if not text:
-                raise ValueError("no PSF: choose a layer that carries one, or a PSF file")
-            from ..api import as_psf
-
-            layer = self.input_layer()
-            # A widefield stack, or each frame of a (T, Z, Y, X) series, is at the layer's spatial scale.
-            voxel = tuple(float(s) for s in layer.scale[-3:]) if layer is not None and layer.ndim in (3, 4) else None
-            psf = as_psf(Path(text), voxel)  # type: ignore[arg-type]
-            assert psf is not None
-            return psf
-        if choice is None or choice not in self.viewer.layers:
-            raise ValueError("no PSF: open a sample or a PSF file, or choose 'from file…'")
-        psf = layer_psf(self.viewer.layers[choice])
-        if psf is None:
-            raise ValueError(f"layer {choice!r} carries no PSF object in its metadata")
-        return psf
+        layer = self.input_layer()
+        # A widefield stack, or each frame of a (T, Z, Y, X) series, is at the layer's spatial scale.
+        voxel = tuple(float(s) for s in layer.scale[-3:]) if layer is not None and layer.ndim in (3, 4) else None
+        return self.psf_picker.psf(voxel)  # type: ignore[arg-type]
 
     def camera(self) -> Camera | None:
         """The camera model from the camera fields, or ``None`` when the data is already in electrons."""
-        offset, gain, noise = self.offset_spin.value(), self.gain_spin.value(), self.read_noise_spin.value()
-        if offset == 0 and gain == 1 and noise == 0:
-            return None
-        return Camera(offset=offset, gain=gain, read_noise=noise)
+        return control.camera_from(self.offset_spin.value(), self.gain_spin.value(), self.read_noise_spin.value())
 
-    def build_request(self) -> RunRequest:
-        """A :class:`RunRequest` from the current widget state; ``ValueError`` with the reason when incomplete."""
+    def _checked_input(self) -> Image:
         layer = self.input_layer()
         if layer is None:
             raise ValueError("no input: open an image (or a sample) and choose it as 'data'")
-        data = _layer_array(layer)
         if getattr(layer, "rgb", False):
             raise ValueError(f"layer {layer.name!r} is RGB; reconstruction needs a single-channel measurement")
+        return layer
+
+    def build_request(self) -> RunRequest:
+        """A :class:`RunRequest` from the current widget state; ``ValueError`` with the reason when incomplete."""
+        layer = self._checked_input()
+        data = layer_array(layer)
         psf = self.selected_psf()
         name = layer.name
         scale = tuple(float(s) for s in layer.scale)
         translate = tuple(float(t) for t in layer.translate)
-        has_time, _frame_ndim = self.series_layout(psf)
-        if has_time:
+        if self.series_layout(psf)[0]:
             # One frame of a series; a lazy layer computes only this frame.
             t = self.current_frame()
-            data, name, scale, translate = data[t], f"{layer.name} t={t}", scale[1:], translate[1:]
+            data, name, scale, translate = data[t], control.frame_name(layer.name, t), scale[1:], translate[1:]
         return RunRequest(
             engine=self.engine_name,
             data=np.asarray(data),
@@ -443,11 +335,7 @@ class ReconstructWidget(QWidget):
 
     def build_batch(self) -> BatchRunner:
         """A :class:`BatchRunner` over all frames of the input series; ``ValueError`` with the reason otherwise."""
-        layer = self.input_layer()
-        if layer is None:
-            raise ValueError("no input: open an image (or a sample) and choose it as 'data'")
-        if getattr(layer, "rgb", False):
-            raise ValueError(f"layer {layer.name!r} is RGB; reconstruction needs a single-channel measurement")
+        layer = self._checked_input()
         psf = self.selected_psf()
         if psf is None:
             raise ValueError(
@@ -457,19 +345,14 @@ class ReconstructWidget(QWidget):
         has_time, frame_ndim = self.series_layout(psf)
         if not has_time:
             raise ValueError(f"layer {layer.name!r} is not a time series: choose 'current frame'")
-        text = self.output_path.text().strip()
-        if not text:
-            raise ValueError("all frames: choose an output .zarr path")
-        if not text.rstrip("/").endswith(".zarr"):
-            raise ValueError(f"all frames: the output must be a .zarr store, got {text!r}")
         return BatchRunner(
             self.viewer,
             engine=self.engine_name,
-            data=_layer_array(layer),
+            data=layer_array(layer),
             frame_ndim=frame_ndim,
             psf=psf,
             params=self.params_form.values(),
-            output=text,
+            output=control.batch_output(self.output_path.text()),
             input_name=layer.name,
             input_scale=tuple(float(s) for s in layer.scale),
             input_translate=tuple(float(t) for t in layer.translate),
@@ -501,10 +384,8 @@ class ReconstructWidget(QWidget):
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.metric_label.setText("")
-        if isinstance(runner, BatchRunner):
-            self.status_label.setText(f"starting {runner.engine.name} on all frames of {runner.input_name}…")
-        else:
-            self.status_label.setText(f"starting {runner.engine.name} on {runner.request.input_name}…")
+        what = f"all frames of {runner.input_name}" if isinstance(runner, BatchRunner) else runner.request.input_name
+        self.status_label.setText(f"starting {runner.engine.name} on {what}…")
         runner.start()
         return runner
 
@@ -541,21 +422,18 @@ class ReconstructWidget(QWidget):
             self.status_label.setText(f"failed: {message}")
 
 
-class BatchCancelled(Exception):
-    """Raised from the batch progress callback to stop a run between chunks (finished chunks stay valid)."""
-
-
-class BatchRunner(QObject):
+class BatchRunner:
     """All frames of a time series through :func:`napari_lfrecon.batch.run_batch`, mirrored into a viewer.
 
     The same interface as :class:`~napari_lfrecon.gui.worker.EngineRunner` as
     far as the widget uses it (``progressed``, ``metric``, ``finished``,
     ``start``, ``cancel``, ``running``, ``status``, ``message``,
-    ``result_layer``). The series is read frame by frame by the batch runner
-    (never whole), written to ``output`` and opened lazily with
+    ``result_layer``). The run is
+    :func:`napari_lfrecon.controllers.reconstruct.batch_updates` in the worker
+    layer's :func:`~napari_lfrecon.gui.worker.start_job`: the series is read
+    frame by frame (never whole), written to ``output`` and opened lazily with
     :func:`napari_lfrecon.io.zarr_io.read_zarr` as ``"<input> [<engine>]"``.
-    Cancel stops after the chunk in flight; running again with the same output
-    resumes.
+    Cancel stops after the chunk in flight; running again with the same output resumes.
     """
 
     #: ``(fraction in [0, 1], message)`` per finished chunk (on the main thread).
@@ -564,8 +442,6 @@ class BatchRunner(QObject):
     metric = Signal(str, float)
     #: Emitted once when the run is over, with :attr:`status` and a one-line message.
     finished = Signal(str, str)
-    # Emitted from the worker thread; delivered on the main thread (queued connection).
-    _relay = Signal(float, str)
 
     def __init__(
         self,
@@ -584,7 +460,6 @@ class BatchRunner(QObject):
         overwrite: bool = False,
         sync: bool | None = None,
     ) -> None:
-        super().__init__()
         self.viewer = viewer
         self.engine = engines.get(engine)
         if psf.modality not in self.engine.modalities:
@@ -610,7 +485,7 @@ class BatchRunner(QObject):
         self.voxel_size = tuple(self.input_scale[1:]) if frame_ndim == 3 else None
         self.device = select_device(None)
         self.stop_flag = threading.Event()
-        self.worker: Any = None
+        self.job: Job | None = None
         self.summary: Any = None
         self.result_layer: Any = None
         self.cancelled_layer: Any = None
@@ -618,8 +493,6 @@ class BatchRunner(QObject):
         self.message = ""
         self.seconds = 0.0
         self._started = 0.0
-        self._last_progress = ""
-        self._relay.connect(self._on_relay)
 
     @property
     def running(self) -> bool:
@@ -632,62 +505,37 @@ class BatchRunner(QObject):
             raise RuntimeError("a BatchRunner runs once; make a new one for another run")
         self.status = "running"
         self._started = time.perf_counter()
-        if self.sync:
-            self._on_returned(self._work())
-            self._on_worker_finished()
-            return None
-        worker = thread_worker(self._work, start_thread=False)()
-        worker.returned.connect(self._on_returned)
-        worker.finished.connect(self._on_worker_finished)
-        self.worker = worker
-        worker.start()
-        return worker
+        self.job = start_job(
+            control.batch_updates,
+            self.data,
+            control.batch_axes(self.psf.modality, self.frame_ndim),
+            self.output,
+            self.psf,
+            self.stop_flag,
+            engine=self.engine.name,
+            params=self.params,
+            voxel_size=self.voxel_size,
+            camera=self.camera,
+            overwrite=self.overwrite,
+            metadata={"input_layer": self.input_name},
+            on_yield=lambda report: self.progressed.emit(*report),
+            on_return=self._on_returned,
+            on_error=lambda exc: self._on_returned((None, exc)),
+            on_finish=self._on_worker_finished,
+            sync=self.sync,
+        )
+        return self.job.worker
 
     def cancel(self) -> None:
         """Stop after the chunk in flight; :attr:`finished` then fires with ``"cancelled"``."""
         self.stop_flag.set()
 
-    # ----------------------------------------------------------- worker side
-    def _work(self) -> tuple[Any, BaseException | None]:
-        """``(summary, None)`` or ``(None, exception)``: errors are returned, never raised in the thread."""
-        from ..batch import array_source, run_batch
-
-        axes = "T" + {3: "AYX" if self.psf.modality == "lfm" else "ZYX", 2: "YX"}[self.frame_ndim]
-        try:
-            summary = run_batch(
-                array_source(self.data, axes),
-                self.output,
-                self.psf,
-                engine=self.engine.name,
-                params=self.params,
-                voxel_size=self.voxel_size,  # type: ignore[arg-type]
-                camera=self.camera,
-                overwrite=self.overwrite,
-                progress=self._progress,
-                metadata={"input_layer": self.input_name},
-            )
-        except Exception as exc:  # every failure becomes a message, never a traceback in the UI
-            return None, exc
-        return summary, None
-
-    def _progress(self, fraction: float, message: str) -> None:
-        # Called between chunks (in the worker thread): raising here stops the run with every written chunk valid.
-        if self.stop_flag.is_set():
-            raise BatchCancelled(self._last_progress)
-        self._relay.emit(float(fraction), str(message))
-
     # ------------------------------------------------------ main-thread side
-    @Slot(float, str)
-    def _on_relay(self, fraction: float, message: str) -> None:
-        self._last_progress = message
-        self.progressed.emit(fraction, message)
-
     def _on_returned(self, outcome: tuple[Any, BaseException | None]) -> None:
         summary, exc = outcome
         self.seconds = time.perf_counter() - self._started
         if isinstance(exc, BatchCancelled):
-            done = f"after {exc.args[0]}" if exc.args and exc.args[0] else "before the first chunk"
-            self._end("cancelled", f"cancelled {done}; run again with the same output to resume")
+            self._end("cancelled", control.cancelled_message(exc))
             return
         if exc is not None:
             self._end("failed", error_message(exc))
@@ -707,15 +555,21 @@ class BatchRunner(QObject):
         image = read_zarr(summary.output)
         volume = image.data  # dask: stays on disk, read as the viewer slices it
         voxel = tuple(float(v) for v in (image.voxel_size or summary.voxel_size_um))[-3:]
-        frame_shape = tuple(int(n) for n in volume.shape[1:])
         z_planes = self.psf.z_planes_um if self.psf.z_planes_um.size else None
+        frame_shape = tuple(int(n) for n in self.data.shape[1:])
         spatial = output_translate(
-            tuple(int(n) for n in self.data.shape[1:]),
-            self.input_scale[1:],
-            self.input_translate[1:],
-            frame_shape,
+            frame_shape, self.input_scale[1:], self.input_translate[1:], tuple(volume.shape[1:]), voxel, z_planes
+        )
+        metadata = control.batch_metadata(
+            self.engine.name,
+            self.params,
+            self.seconds,
+            self.input_name,
+            self.data.shape,
             voxel,
-            z_planes,
+            volume.shape,
+            summary,
+            self.psf,
         )
         return self.viewer.add_image(
             volume,
@@ -723,21 +577,7 @@ class BatchRunner(QObject):
             # The time axis keeps the input's own, so the result's frames line up with the input's.
             scale=(self.input_scale[0], *voxel),
             translate=(self.input_translate[0], *spatial),
-            metadata={
-                "engine": self.engine.name,
-                "params": {
-                    k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
-                    for k, v in self.params.items()
-                },
-                "seconds": round(self.seconds, 3),
-                "input_layer": self.input_name,
-                "input_shape": list(self.data.shape),
-                "voxel_size": list(voxel),
-                "output_shape": list(volume.shape),
-                "output": str(summary.output),
-                "batch": summary.as_dict(),
-                "psf": self.psf.describe(),
-            },
+            metadata=metadata,
         )
 
     def _end(self, status: str, message: str) -> None:
@@ -751,25 +591,3 @@ class BatchRunner(QObject):
         if self.status == "running":
             self._end("failed", "the worker stopped before the batch run finished")
         self.finished.emit(self.status, self.message)
-
-
-def _layer_array(layer: Any) -> Any:
-    """The layer's full-resolution array as stored (numpy, dask, zarr…): never converted here."""
-    return layer.data[0] if layer.multiscale else layer.data
-
-
-def _spin(value: float, low: float, high: float, tip: str) -> QDoubleSpinBox:
-    spin = QDoubleSpinBox()
-    spin.setDecimals(3)
-    spin.setRange(low, high)
-    spin.setValue(value)
-    spin.setToolTip(tip)
-    spin.setAlignment(Qt.AlignmentFlag.AlignRight)
-    return spin
-
-
-def _device_text() -> str:
-    try:
-        return f"device: {describe_device(select_device())}"
-    except RuntimeError as exc:  # e.g. LFRECON_DEVICE=cuda on a machine without CUDA
-        return f"device: unavailable ({exc})"
