@@ -41,6 +41,7 @@ class ToyParams:
     checkpoint: str = field(default="", metadata=param("checkpoint"))
     checkpoint_every: int = field(default=3, metadata=param("checkpoint every", min=1))
     resume: bool = field(default=True, metadata=param("resume"))
+    init_weights: str = field(default="", metadata=param("weights to start from"))
 
 
 class ToyNet(torch.nn.Sequential):
@@ -218,3 +219,32 @@ def test_trainers_declare_the_engine_they_train_and_their_data_kinds():
         assert trainer.data_kinds and set(trainer.data_kinds) <= set(DATA_KINDS)
         assert command_names()[name] == trainer.trains  # `lfrecon train niiv`, `lfrecon train serenet`
     assert not is_trainer("rl")
+
+
+def test_fine_tuning_starts_from_given_weights(tmp_path):
+    pretrained, _ = run(tmp_path / "pre")
+    weights = str(tmp_path / "pre" / "toy.safetensors")
+    # lr 0: the fine-tuned network is exactly the one it started from
+    tuned, updates = run(tmp_path / "tune", lr=0.0, steps=2, init_weights=weights)
+    assert updates[0].message == f"started from {weights} (toy): 4 of 4 tensors"
+    for a, b in zip(pretrained.model.parameters(), tuned.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    other = write_weights(tmp_path / "o.safetensors", torch.nn.Linear(2, 2), weights_header("x", 1, {}, {}))
+    with pytest.raises(EngineInputError, match="shares no tensor"):
+        run(tmp_path / "bad", init_weights=str(other))
+
+
+@dataclass
+class FitParams:
+    """A per-sample fit: no weights file."""
+
+    steps: int = 3
+    lr: float = 0.05
+    width: int = 4
+
+
+def test_a_fit_without_output_returns_its_volume_and_writes_nothing(tmp_path):
+    trainer = ToyTrainer(toy_inputs(), FitParams(), torch.device("cpu"))
+    updates = list(trainer.run())
+    assert updates[-1].kind == "result" and updates[-1].data.shape == (1, 1, 1)
+    assert "weights written" not in updates[-1].message and list(tmp_path.iterdir()) == []

@@ -11,7 +11,8 @@ every network engine:
   ``checkpoint_every`` steps, at the end, and on Cancel — both when
   ``should_stop()`` turns true and when the consumer closes the generator
   (``GeneratorExit``, as the job runner does after a Cancel);
-* **resume** from the checkpoint when it exists and ``resume`` is on;
+* **resume** from the checkpoint when it exists and ``resume`` is on, or
+  else start from ``init_weights`` (fine-tuning a pretrained network);
 * **stopping** by ``steps``, by ``minutes`` (of this run) or by ``patience``
   (no 1 % improvement of the windowed loss for that many steps);
 * **streaming**: a progress update every step, the loss (mean over
@@ -19,7 +20,8 @@ every network engine:
   previews every ``preview_every`` steps, and at the end the weights written
   with their header (engine, version, config, training provenance including
   the exact command of :class:`~napari_lfrecon.jobs.protocol.TrainInputs`)
-  and the trained network's result volume.
+  and the trained network's result volume (a per-sample fit, whose
+  ``Params`` have no ``output``, returns its volume and writes no weights).
 
 The loop reads its settings from the trainer's ``Params`` by name
 (:class:`LoopSettings`); a ``Params`` without e.g. ``patience`` simply never
@@ -59,6 +61,8 @@ class LoopSettings:
     checkpoint: str = ""
     checkpoint_every: int = 200
     resume: bool = True
+    #: Weights to start from (fine-tuning a pretrained network); ignored when resuming from a checkpoint.
+    init_weights: str = ""
 
     @classmethod
     def from_params(cls, params: Any) -> LoopSettings:
@@ -181,6 +185,26 @@ class Trainer:
         self._saved_step = self.step
         return written
 
+    def load_initial_weights(self, path: str | Path) -> str:
+        """Start from the network in weights file ``path`` (e.g. a pretraining run's); return a sentence.
+
+        The default loads every tensor whose name and shape the model shares
+        and says how many it took; a trainer whose pretrained and fine-tuned
+        networks differ more overrides this.
+        """
+        from ..io.weights import load_weights
+
+        try:
+            tensors, header = load_weights(path)
+        except ValueError as exc:
+            raise EngineInputError(f"cannot start from {path}: {exc}") from exc
+        own = self.model.state_dict()  # type: ignore[union-attr]
+        shared = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+        if not shared:
+            raise EngineInputError(f"{path} ({header['engine']} weights) shares no tensor with this network")
+        self.model.load_state_dict(shared, strict=False)  # type: ignore[union-attr]
+        return f"started from {path} ({header['engine']}): {len(shared)} of {len(own)} tensors"
+
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written for the same network (:class:`EngineInputError` otherwise)."""
         if self.model is None or self.optimiser is None:
@@ -227,12 +251,14 @@ class Trainer:
         s = self.settings
         if self.model is None:
             self.build_seeded()
-        if s.output == "" and hasattr(self.params, "output"):
+        if not s.output and hasattr(self.params, "output"):
             raise EngineInputError(f"{self.engine_name} needs an output weights path ('output')")
         total = max(s.steps, 1)
         if s.checkpoint and s.resume and Path(s.checkpoint).is_file():
             self.load_checkpoint(s.checkpoint)
             yield Update("progress", min(self.step / total, 1.0), f"resumed from {s.checkpoint} at step {self.step}")
+        elif s.init_weights:
+            yield Update("progress", 0.0, self.load_initial_weights(s.init_weights))
         yield Update("progress", min(self.step / total, 1.0), self.describe())
         self._session_start = started = time.perf_counter()
         window: list[float] = []
@@ -279,14 +305,14 @@ class Trainer:
             kept = f"checkpoint kept at {s.checkpoint}" if s.checkpoint else "no checkpoint path set"
             yield Update("progress", min(self.step / total, 1.0), f"cancelled at step {self.step} ({kept})")
             return
-        path = self.write_weights(s.output, self.training_record(stopped_by))
+        # A per-sample fit (no ``output`` parameter) returns its volume and writes no weights.
+        written = ""
+        if s.output:
+            written = f"; weights written to {self.write_weights(s.output, self.training_record(stopped_by))}"
         self.seconds_before, self._session_start = self.seconds(), None
         yield Update("metric", 1.0, "seconds", ("seconds", self.seconds_before))
         yield Update(
-            "result",
-            1.0,
-            f"trained {self.step} steps (stopped by {stopped_by}); weights written to {path}",
-            self.result_volume(),
+            "result", 1.0, f"trained {self.step} steps (stopped by {stopped_by}){written}", self.result_volume()
         )
 
 
