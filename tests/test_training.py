@@ -248,3 +248,35 @@ def test_a_fit_without_output_returns_its_volume_and_writes_nothing(tmp_path):
     updates = list(trainer.run())
     assert updates[-1].kind == "result" and updates[-1].data.shape == (1, 1, 1)
     assert "weights written" not in updates[-1].message and list(tmp_path.iterdir()) == []
+
+
+def test_the_train_widgets_decisions_come_from_the_declarations():
+    from napari_lfrecon import engines
+    from napari_lfrecon.controllers.train import (
+        DEFAULT_WEIGHTS_DIR,
+        LossCurve,
+        check_input,
+        check_weights_path,
+        default_weights,
+        inference_engine,
+        input_hint,
+        input_ndim,
+        series_frame,
+    )
+
+    niiv = engines.get("niiv-train")
+    assert inference_engine("niiv-train") == "niiv" and inference_engine("nonsense") is None
+    assert input_ndim(niiv) == [3] and "no PSF" in input_hint(niiv) and "anisotropic" in input_hint(niiv)
+    assert default_weights(niiv, "my stack #1") == DEFAULT_WEIGHTS_DIR / "niiv-my_stack_1.safetensors"
+    with pytest.raises(ValueError, match=r"\[3\] axes.*has shape \(4, 4\)"):
+        check_input(niiv, "flat", (4, 4))
+    with pytest.raises(ValueError, match="must end in .safetensors"):
+        check_weights_path("w.pt")
+    psf = SimpleNamespace(modality="lfm", array=np.zeros((9, 3, 5, 5)))
+    assert series_frame(psf, (2, 30, 30), (5.0, 1.0, 1.0), (0.0, 0.0, 0.0)) == ((30, 30), (1.0, 1.0), (0.0, 0.0))
+    assert series_frame(psf, (9, 6, 6), (1.0,) * 3, (0.0,) * 3) is None  # views of one frame
+    curve = LossCurve()
+    curve.progress(0.5, "step 10/20, loss 0.5", 20)
+    assert curve.add("loss", 0.5) and not curve.add("seconds", 3.0) and not curve.add("loss", float("nan"))
+    curve.progress(0.6, "no step here", 20)
+    assert curve.add("loss", 0.4) and curve.points["loss"] == ([10, 12], [0.5, 0.4]) and curve.final() == 0.4
