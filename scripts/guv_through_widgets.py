@@ -67,7 +67,9 @@ def main(data_dir: Path = DATA, out_dir: Path = ROOT / "docs") -> None:
     calibrate.lf_white.select("GUV white")
     calibrate.lf_dark.select("GUV dark")
     calibrate.load_metadata(data_dir / "metadata.txt")
-    if calibrate.detect_grid() is None:
+    calibrate.detect_grid()  # runs in the worker layer: wait for it
+    wait_for(app, lambda: not calibrate.busy)
+    if calibrate.lf_calibration is None:
         sys.exit(f"grid detection failed: {calibrate.status_label.text()}")
     print(calibrate.lf_info.text())
     for name in ("GUV white", "GUV dark"):

@@ -258,7 +258,7 @@ class CalibrateWidget(QWidget):
         inputs.addRow("light field", self.lf_raw)
         inputs.addRow("radiometry", self.lf_white)
         inputs.addRow("dark", self.lf_dark)
-        optics_box = QGroupBox("Nominal optics (optional; complete optics give the PSF)")
+        optics_box = QGroupBox("Nominal optics (complete optics give the PSF)")
         optics_form = QFormLayout(optics_box)
         optics_form.addRow(self.lf_metadata_button)
         for name, (label, _) in LF_OPTICS_FIELDS.items():

@@ -88,7 +88,7 @@ class ReconstructWidget(QWidget):
         self.engine_combo.setToolTip("the reconstruction engine")
         self.engine_combo.setCurrentIndex(max(self.engine_combo.findData(DEFAULT_ENGINE), 0))
         self.psf_picker = PsfPicker(self.viewer)
-        self.psf_combo, self.psf_path = self.psf_picker.combo, self.psf_picker.path
+        self.psf_combo, self.psf_path, self.psf_info = self.psf_picker.combo, self.psf_picker.path, self.psf_picker.info
 
         # Time series: which frames, and where all frames go.
         self.frames_combo = QComboBox()
