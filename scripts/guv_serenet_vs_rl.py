@@ -67,7 +67,9 @@ def main(weights: str, data_dir: Path = DATA, out: Path = ROOT / "docs" / "scree
     calibrate.lf_z_from.setValue(Z_RANGE_UM[0])
     calibrate.lf_z_to.setValue(Z_RANGE_UM[1])
     calibrate.lf_z_step.setValue(1.0)
-    if calibrate.detect_grid() is None:
+    calibrate.detect_grid()  # runs in the worker layer: wait for it
+    wait_for(app, lambda: not calibrate.busy)
+    if calibrate.lf_calibration is None:
         sys.exit(f"grid detection failed: {calibrate.status_label.text()}")
     calibrate.rectify()
     wait_for(app, lambda: "GUV raw rectified" in viewer.layers or "Cannot" in calibrate.status_label.text())
