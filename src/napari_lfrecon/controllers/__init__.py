@@ -12,4 +12,9 @@ code here is tested without a display. Modules may import ``engines``, ``psf``,
   dropped) and the decode generator the worker layer runs.
 * :mod:`.psf_editor`: the PSF editor's computation (presets, PSF building,
   panels, OTF) without the form.
+* :mod:`.reconstruct`: the Reconstruct widget's decisions (engine choices,
+  default input, time series, camera, output) and the all-frames batch run.
+* :mod:`.calibrate`: the Calibrate widget's optics parsing, reports,
+  rectification and the LFM PSF computation.
+* :mod:`.streams`: callback-reporting computations turned into generators.
 """
