@@ -153,6 +153,22 @@ def test_lightfield_tab_detects_the_grid_as_points_and_rectifies(widget, qtbot, 
     assert errors == []
 
 
+def test_grid_detection_can_be_cancelled(widget, qtbot, errors):
+    """Detect grid runs in the worker layer: Cancel stops it within one step and nothing is added."""
+    viewer = widget.viewer
+    _lightfield_layers(viewer, shape=(240, 260), centre=(120.3, 129.8))
+    widget.lf_raw.select("raw")
+    widget.lf_white.select("white")
+    runner = widget.detect_grid()
+    assert widget.cancel_button.isEnabled()
+    widget.cancel_button.click()
+    finished(widget, qtbot, runner)
+    assert runner.status == "cancelled", runner.message
+    assert widget.lf_calibration is None and "raw lenslet centres" not in viewer.layers
+    assert widget.lf_detect.isEnabled() and not widget.cancel_button.isEnabled()
+    assert errors == []
+
+
 def test_lightfield_tab_refuses_a_radiometry_frame_of_another_size(widget, errors):
     viewer = widget.viewer
     white = synthetic_radiometry((90, 90), 9.0, 0.0, (45.0, 45.0))
