@@ -12,6 +12,8 @@ are added or removed (the widgets connect it to the layer-list events).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +28,17 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QProgressBar,
     QPushButton,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 
 from ..device import describe_device, select_device
 from ..jobs import error_message
 from ..psf.model import PSF
+from .worker import EngineRunner, Job, RunRequest, start_job, sync_requested
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -292,17 +297,15 @@ class RunPanel(QWidget):
     """
 
     def __init__(self, viewer: napari.Viewer, *, sync: bool | None = None, cancel_tip: str = "stop") -> None:
-        from qtpy.QtWidgets import QProgressBar, QVBoxLayout
-
-        from .worker import sync_requested
-
         super().__init__()
         self.viewer = viewer
         self.sync = sync_requested(sync)
-        self.runner: Any = None
-        self.job: Any = None
+        #: The last engine run and the last piece of work (``None`` before the first).
+        self.runner: EngineRunner | None = None
+        self.job: Job | None = None
+        #: Widgets disabled while something runs (the buttons that start runs).
         self.locked: list[QWidget] = []
-        self._stop: Any = None
+        self._stop: threading.Event | None = None
         # True from start until the runner's finished signal (its status changes a little earlier)
         self._engine_busy = False
         self.progress = QProgressBar()
@@ -325,14 +328,12 @@ class RunPanel(QWidget):
 
     def start_engine(
         self,
-        request: Any,
-        on_result: Any,
+        request: RunRequest,
+        on_result: Callable[[Any], None],
         message: str,
-        on_metric: Any = None,
-    ) -> Any:
+        on_metric: Callable[[str, float], None] | None = None,
+    ) -> EngineRunner | None:
         """Run ``request``; ``on_result`` gets the engine's result on the main thread. ``None`` if refused."""
-        from .worker import EngineRunner
-
         try:
             runner = EngineRunner(self.viewer, request, sync=self.sync)
         except Exception as exc:  # bad input is a message, never a traceback
@@ -349,12 +350,13 @@ class RunPanel(QWidget):
         runner.start()
         return runner
 
-    def start_work(self, work: Any, *args: Any, message: str, on_return: Any, failure: str) -> Any:
-        """Run generator ``work(*args, stop)`` off the main thread; each yielded fraction moves the bar."""
-        import threading
+    def start_work(
+        self, work: Callable[..., Any], *args: Any, message: str, on_return: Callable[[Any], None], failure: str
+    ) -> Job:
+        """Run generator ``work(*args, stop)`` off the main thread; each yielded fraction moves the bar.
 
-        from .worker import start_job
-
+        ``on_return`` gets the generator's return value; an exception is shown as ``"<failure>: <reason>"``.
+        """
         self._stop = threading.Event()
         self.set_busy(True, message)
         self.job = start_job(
