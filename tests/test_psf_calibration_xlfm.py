@@ -168,6 +168,18 @@ def test_cli_writes_calibration_and_views_with_json(tmp_path, capsys, nominal, t
     assert saved["centres"] == summary["centres"]
 
 
+def test_cli_flags_come_from_the_engine_params(tmp_path, capsys, truth, bead_frame):
+    """``--view-height``/``--view-width`` are the xlfm-calibrate engine's Params; ``--view-size`` still works."""
+    frame = write_tiff(tmp_path / "bead.tif", bead_frame)
+    base = ["calibrate", "xlfm", str(frame), "--out", str(tmp_path / "cal"), "--json"]
+    assert main([*base, "--view-height", "9", "--view-width", "11", "--smooth-sigma", "0.8"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["view_size"] == [9, 11]
+    assert main([*base, "--view-size", "7", "7"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["view_size"] == [7, 7]
+    assert main([*base, "--smooth-sigma", "-1"]) == 2
+    assert "smooth_sigma" in capsys.readouterr().err
+
+
 def test_cli_refuses_a_frame_without_views_and_writes_nothing(tmp_path, capsys):
     frame = write_tiff(tmp_path / "flat.tif", np.random.default_rng(1).normal(50, 1, (64, 64)).astype(np.float32))
     assert main(["calibrate", "xlfm", str(frame), "--out", str(tmp_path / "cal")]) == 2

@@ -405,7 +405,7 @@ def build_parser(engine_name: str | None = None) -> tuple[argparse.ArgumentParse
 
     from .cli_calibrate import add_calibrate_parser
 
-    add_calibrate_parser(sub)
+    add_calibrate_parser(sub, engine_flags=_add_engine_flags)
 
     sample = sub.add_parser("sample", help="write a shipped sample (measurement, PSF, ground truth)")
     sample.add_argument("name")

@@ -45,8 +45,12 @@ def _no_progress(fraction: float, message: str) -> None:
     """The progress display when the caller gives none."""
 
 
-def add_calibrate_parser(sub: Any) -> None:
-    """Add ``calibrate bead``, ``calibrate lightfield`` and ``calibrate xlfm`` to the ``lfrecon`` sub-parsers."""
+def add_calibrate_parser(sub: Any, engine_flags: Callable[[Any, str], list[str]] | None = None) -> None:
+    """Add ``calibrate bead``, ``calibrate lightfield`` and ``calibrate xlfm`` to the ``lfrecon`` sub-parsers.
+
+    ``engine_flags(parser, engine_name)`` (the CLI's generator of flags from an
+    engine's ``Params``) adds the calibration engines' parameters as flags.
+    """
     calibrate = sub.add_parser("calibrate", help="calibrate a PSF from a bead stack or a light-field lenslet grid")
     kinds = calibrate.add_subparsers(dest="calibrate_kind", required=True)
 
@@ -102,6 +106,8 @@ def add_calibrate_parser(sub: Any) -> None:
         f"PREFIX_rectified.tif, PREFIX_views.tif and, with complete optics, PREFIX{PSF_FILE_SUFFIX}",
     )
     lf.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    if engine_flags is not None:
+        engine_flags(lf, "lightfield-calibrate")
 
     xl = kinds.add_parser("xlfm", help="find the XLFM view centres in a white or bead frame and crop the views")
     xl.add_argument("image", help="white (uniform) or bead XLFM frame (TIFF, Y X)")
@@ -119,6 +125,8 @@ def add_calibrate_parser(sub: Any) -> None:
         help=f"output prefix (default: IMAGE stem); writes PREFIX{XLFM_CALIBRATION_SUFFIX} and PREFIX_views.tif",
     )
     xl.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    if engine_flags is not None:
+        engine_flags(xl, "xlfm-calibrate")
 
 
 def cmd_calibrate(args: argparse.Namespace, progress: Progress | None = None) -> int:
@@ -131,13 +139,19 @@ def cmd_calibrate(args: argparse.Namespace, progress: Progress | None = None) ->
     return _calibrate_lightfield(args, bar)
 
 
-def _run_engine(name: str, inputs: Any, bar: Progress, **params: Any) -> Any:
-    """Run calibration engine ``name`` to completion through the one runner, drawing its progress."""
+def _run_engine(name: str, inputs: Any, bar: Progress, args: argparse.Namespace, **params: Any) -> Any:
+    """Run calibration engine ``name`` to completion through the one runner, drawing its progress.
+
+    Its parameters are the flags made from its ``Params`` (when the parser has
+    them), overridden by ``params``.
+    """
     from . import engines
     from .device import select_device
-    from .jobs import make_params, run_job
+    from .jobs import make_params, param_specs, run_job
 
     engine = engines.get(name)
+    flags = {s["name"]: getattr(args, s["name"]) for s in param_specs(engine.Params) if hasattr(args, s["name"])}
+    params = {**flags, **params}
 
     def show(update: Any) -> None:
         if update.kind == "progress":
@@ -228,7 +242,7 @@ def _calibrate_lightfield(args: argparse.Namespace, bar: Progress) -> int:
     optics.update({k: v for k, v in flags.items() if v is not None})
     frames = {"radiometry": radiometry} if dark is None else {"radiometry": radiometry, "dark": dark}
     inputs = CalibrateInputs(data=raw, optics=optics, frames=frames)
-    calibration = _run_engine("lightfield-calibrate", inputs, bar)
+    calibration = _run_engine("lightfield-calibrate", inputs, bar, args)
     nnum = args.pixels_per_lenslet or calibration.pixels_per_lenslet()
     rectified = rectify(raw, calibration, pixels_per_lenslet=nnum, dark=dark)
     views = raw_to_views(rectified, nnum)
@@ -277,7 +291,7 @@ def _calibrate_xlfm(args: argparse.Namespace, bar: Progress) -> int:
     optics = {OPTICS_OBJECT_KEY: read_xlfm_optics(args.optics)} if args.optics else {}
     view = {"view_height": args.view_size[0], "view_width": args.view_size[1]} if args.view_size else {}
     inputs = CalibrateInputs(data=image, optics=optics, frames={} if dark is None else {"dark": dark})
-    calibration = _run_engine("xlfm-calibrate", inputs, bar, **view)
+    calibration = _run_engine("xlfm-calibrate", inputs, bar, args, **view)
     source = image if dark is None else np.asarray(image, np.float64) - np.asarray(dark, np.float64)
     views = calibration.crop(source)
     summary = calibration.to_dict()
