@@ -53,11 +53,12 @@ from qtpy.QtWidgets import (
 from ..controllers import calibrate as control
 from ..controllers.calibrate import LF_OPTICS_FIELDS
 from ..engines.bead_fit import BeadFitParams
+from ..engines.calibrate_lightfield import LightFieldCalibrateParams
 from ..engines.calibrate_xlfm import OPTICS_OBJECT_KEY, XLFMCalibrateParams
 from ..io import calibration_files as files
 from ..psf.calibrate_bead import BeadCalibration
 from .kit import PROGRESS_STEPS as _PROGRESS_STEPS
-from .kit import LayerPicker, RunPanel, int_spin, number_field, spin
+from .kit import LayerPicker, RunPanel, hbox, int_spin, number_field, spin
 from .params_form import ParamsForm
 from .worker import EngineRunner, RunRequest, error_message, sync_requested
 
@@ -66,13 +67,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Size (data pixels) of the centre markers: visible over a lenslet image without hiding it.
 POINT_SIZE_PX = 3.0
-
-
-def _buttons(*buttons: QPushButton) -> QHBoxLayout:
-    row = QHBoxLayout()
-    for button in buttons:
-        row.addWidget(button)
-    return row
 
 
 def _frame(layer: Image, what: str) -> np.ndarray:
@@ -248,6 +242,7 @@ class CalibrateWidget(QWidget):
         self.lf_z_from = spin(files.DEFAULT_Z_RANGE_UM[0], -500, 500, "first PSF depth (µm)", 2)
         self.lf_z_to = spin(files.DEFAULT_Z_RANGE_UM[1], -500, 500, "last PSF depth (µm)", 2)
         self.lf_z_step = spin(files.DEFAULT_Z_STEP_UM, 0.01, 100, "PSF depth step (µm)", 2)
+        self.lf_params = ParamsForm(LightFieldCalibrateParams)
         self.lf_detect = QPushButton("Detect grid")
         self.lf_rectify = QPushButton("Rectify")
         self.lf_save = QPushButton("Save calibration…")
@@ -263,17 +258,15 @@ class CalibrateWidget(QWidget):
         optics_form.addRow(self.lf_metadata_button)
         for name, (label, _) in LF_OPTICS_FIELDS.items():
             optics_form.addRow(label, self.lf_fields[name])
-        z_row = QHBoxLayout()
-        for box in (self.lf_z_from, self.lf_z_to, self.lf_z_step):
-            z_row.addWidget(box)
         # On a row of their own: three spin boxes with napari's +/- buttons do not fit in the field column.
         optics_form.addRow(QLabel("PSF depths z: from, to, step (µm)"))
-        optics_form.addRow(z_row)
+        optics_form.addRow(hbox(self.lf_z_from, self.lf_z_to, self.lf_z_step, stretch_first=False))
         optics_form.addRow("supersample", self.lf_supersample)
         layout = QVBoxLayout(page)
         layout.addLayout(inputs)
         layout.addWidget(optics_box)
-        layout.addLayout(_buttons(self.lf_detect, self.lf_rectify, self.lf_save))
+        layout.addWidget(self.lf_params)
+        layout.addLayout(hbox(self.lf_detect, self.lf_rectify, self.lf_save, stretch_first=False))
         layout.addWidget(self.lf_info)
         self.lf_metadata_button.clicked.connect(self._browse_metadata)
         self.lf_detect.clicked.connect(self.detect_grid)
@@ -341,7 +334,8 @@ class CalibrateWidget(QWidget):
             raw_layer, raw, white, dark = self._lf_frames()
             optics = self.lf_optics()
             frames = {"radiometry": white} if dark is None else {"radiometry": white, "dark": dark}
-            request = self._calibration_request("lightfield-calibrate", raw_layer, raw, optics, frames)
+            params = self.lf_params.values()
+            request = self._calibration_request("lightfield-calibrate", raw_layer, raw, optics, frames, params)
         except Exception as exc:
             self._fail(f"Cannot detect the lenslet grid: {error_message(exc)}")
             return None
@@ -485,7 +479,7 @@ class CalibrateWidget(QWidget):
         layout = QVBoxLayout(page)
         layout.addLayout(form)
         layout.addWidget(self.xlfm_params)
-        layout.addLayout(_buttons(self.xlfm_find, self.xlfm_save))
+        layout.addLayout(hbox(self.xlfm_find, self.xlfm_save, stretch_first=False))
         layout.addWidget(self.xlfm_info)
         self.xlfm_find.clicked.connect(self.find_xlfm_views)
         self.xlfm_save.clicked.connect(lambda: self._ask_prefix("XLFM", self.save_xlfm))

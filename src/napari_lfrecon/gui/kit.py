@@ -96,7 +96,8 @@ def number_field(tip: str) -> QLineEdit:
     return edit
 
 
-def _row(*widgets: QWidget, stretch_first: bool = True) -> QHBoxLayout:
+def hbox(*widgets: QWidget, stretch_first: bool = True) -> QHBoxLayout:
+    """A margin-free row of ``widgets``; the first one takes the spare width unless ``stretch_first`` is False."""
     row = QHBoxLayout()
     row.setContentsMargins(0, 0, 0, 0)
     for index, widget in enumerate(widgets):
@@ -121,7 +122,7 @@ class LayerPicker(QWidget):
         self.combo = QComboBox()
         self.combo.setToolTip(tip)
         self.button = _browse_button("open a TIFF file as a layer")
-        self.setLayout(_row(self.combo, self.button))
+        self.setLayout(hbox(self.combo, self.button))
         self.button.clicked.connect(self._browse)
         self.refresh()
 
@@ -192,7 +193,7 @@ class PsfPicker(QWidget):
         self.path.setPlaceholderText("PSF file (.psf.safetensors) or widefield TIFF")
         self.browse = _browse_button("choose a PSF file")
         self.file_row = QWidget()
-        self.file_row.setLayout(_row(self.path, self.browse))
+        self.file_row.setLayout(hbox(self.path, self.browse))
         self.info = QLabel()
         self.info.setWordWrap(True)
         self.info.setStyleSheet("color: gray")
@@ -317,7 +318,7 @@ class RunPanel(QWidget):
         self.status_label.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(_row(self.progress, self.cancel_button))
+        layout.addLayout(hbox(self.progress, self.cancel_button))
         layout.addWidget(self.status_label)
         self.cancel_button.clicked.connect(self.cancel)
 
