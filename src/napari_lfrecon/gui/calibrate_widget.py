@@ -481,6 +481,7 @@ class CalibrateWidget(QWidget):
         layout.addWidget(self.xlfm_params)
         layout.addLayout(hbox(self.xlfm_find, self.xlfm_save, stretch_first=False))
         layout.addWidget(self.xlfm_info)
+        layout.addStretch(1)  # keep the rows at the top of the (taller) tab
         self.xlfm_find.clicked.connect(self.find_xlfm_views)
         self.xlfm_save.clicked.connect(lambda: self._ask_prefix("XLFM", self.save_xlfm))
         return page
