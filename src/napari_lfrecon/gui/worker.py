@@ -165,7 +165,8 @@ def start_job(
             failed(exc)
         finished()
         return job
-    worker = thread_worker(work, start_thread=False)(*args, **kwargs)
+    # errors are always handled here (on_error or show_error): napari must not re-raise them in the event loop
+    worker = thread_worker(work, start_thread=False, ignore_errors=True)(*args, **kwargs)
     if on_yield is not None and hasattr(worker, "yielded"):
         worker.yielded.connect(on_yield)
     if on_return is not None:
