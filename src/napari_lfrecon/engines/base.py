@@ -100,8 +100,43 @@ class Engine:
         return DEFAULT_MEMORY_COPIES * 4 * (frame + volume) + psf_bytes
 
 
+class TrainingEngine(Engine):
+    """A trainer: its ``run`` is its :attr:`trainer`'s loop (:class:`napari_lfrecon.training.loop.Trainer`).
+
+    Subclasses declare ``trains`` (the engine whose weights they write),
+    ``data_kinds``, ``Params`` and ``trainer`` (the ``Trainer`` subclass built as
+    ``trainer(inputs, params, device)``): the model, the loss and the data;
+    the loop, checkpoints, Cancel and stopping are shared.
+    """
+
+    kind: ClassVar[str] = "train"
+    inputs_type: ClassVar[type[Inputs]] = TrainInputs
+    trainer: ClassVar[Any] = None
+
+    def run(
+        self,
+        inputs: Inputs,
+        params: Any,
+        *,
+        device: torch.device,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Iterator[Update]:
+        """Train on the shared loop: progress every step, the loss, previews, weights and result at the end."""
+        yield from self.trainer(inputs, params, device).run(should_stop)
+
+
+class CalibrationEngine(Engine):
+    """A calibration: fits optics to calibration data given as :class:`CalibrateInputs`; returns its object."""
+
+    kind: ClassVar[str] = "calibrate"
+    inputs_type: ClassVar[type[Inputs]] = CalibrateInputs
+    needs_psf: ClassVar[bool] = False
+
+
 __all__ = [
     "CalibrateInputs",
+    "CalibrationEngine",
+    "TrainingEngine",
     "DataDescription",
     "Engine",
     "EngineInputError",

@@ -17,8 +17,7 @@ import torch
 
 from ..psf.calibrate_bead import DEFAULT_MODES, calibrate_bead_stream
 from . import register
-from .base import CalibrateInputs, Engine, EngineInputError, Update, param
-
+from .base import CalibrateInputs, CalibrationEngine, EngineInputError, Update, param
 
 #: The nominal optics a bead fit starts from (``CalibrateInputs.optics``).
 OPTICS = ("na", "wavelength_um", "immersion_index")
@@ -35,16 +34,13 @@ class BeadFitParams:
 
 
 @register
-class BeadFit(Engine):
+class BeadFit(CalibrationEngine):
     """Fit position, flux, background and Zernike aberrations to a bead stack."""
 
     name = "bead-fit"
-    kind = "calibrate"
     title = "Bead calibration (Zernike fit)"
     modalities = ("widefield",)
     Params = BeadFitParams
-    inputs_type = CalibrateInputs
-    needs_psf = False
 
     def run(
         self,

@@ -26,7 +26,7 @@ import torch
 
 from ..psf.calibrate_lightfield import calibrate_lightfield_stream, nominal_pitch_px
 from . import register
-from .base import CalibrateInputs, Engine, EngineInputError, Update, param
+from .base import CalibrateInputs, CalibrationEngine, EngineInputError, Update, param
 
 #: Relative pitch disagreement above which the optics are taken to contradict the measurement (an error).
 PITCH_CONTRADICTION = 0.10
@@ -62,16 +62,13 @@ def check_pitch(measured_pitch_px: float, optics: dict[str, Any]) -> float | Non
 
 
 @register
-class LightFieldCalibrate(Engine):
+class LightFieldCalibrate(CalibrationEngine):
     """Measure the lenslet grid (pitch, rotation, offset) from a radiometry frame."""
 
     name = "lightfield-calibrate"
-    kind = "calibrate"
     title = "Light-field lenslet grid"
     modalities = ("lfm",)
     Params = LightFieldCalibrateParams
-    inputs_type = CalibrateInputs
-    needs_psf = False
 
     def run(
         self,

@@ -22,7 +22,7 @@ import torch
 from ..psf.calibrate_xlfm import SMOOTH_SIGMA_PX, calibrate_xlfm_stream, xlfm_optics_from_dict
 from ..psf.xlfm import XLFMOptics
 from . import register
-from .base import CalibrateInputs, Engine, EngineInputError, Update, param
+from .base import CalibrateInputs, CalibrationEngine, EngineInputError, Update, param
 
 #: Key of ``CalibrateInputs.optics`` holding an :class:`XLFMOptics` object (instead of its fields).
 OPTICS_OBJECT_KEY = "xlfm"
@@ -53,16 +53,13 @@ def nominal_optics(optics: dict[str, Any]) -> XLFMOptics | None:
 
 
 @register
-class XLFMCalibrate(Engine):
+class XLFMCalibrate(CalibrationEngine):
     """Find the XLFM view centres in a white or bead frame."""
 
     name = "xlfm-calibrate"
-    kind = "calibrate"
     title = "XLFM view centres"
     modalities = ("xlfm",)
     Params = XLFMCalibrateParams
-    inputs_type = CalibrateInputs
-    needs_psf = False
 
     def run(
         self,

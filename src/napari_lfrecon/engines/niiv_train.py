@@ -14,7 +14,7 @@ the config, ``af``, the training command and settings.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import torch
 from ..training import Trainer
 from ..training.data import DataFile, TrainingData, describe_files, stack_same_shape
 from . import register
-from .base import Engine, EngineInputError, Inputs, TrainInputs, Update, param
+from .base import EngineInputError, Inputs, TrainingEngine, param
 from .niiv import Niiv, gaussian_kernel, resolve_anisotropy, save_model
 from .niiv_field import SPAN, NiivField, check_stack, intensity_range, normalise
 from .niiv_model import NiivConfig, NiivNet
@@ -99,43 +99,6 @@ def build_config(params: NiivTrainParams, factor: int) -> NiivConfig:
         "mlp_depth": params.mlp_depth or base.mlp_depth,
     }
     return NiivConfig(**{**base.to_dict(), **changes})
-
-
-@register
-class NiivTrain(Engine):
-    """Self-supervised niiv training on the stack's own lateral slices (no ground truth)."""
-
-    name = "niiv-train"
-    kind = "train"
-    title = "niiv training (self-supervised, lateral slices)"
-    modalities = ("anisotropic",)
-    Params = NiivTrainParams
-    inputs_type = TrainInputs
-    needs_psf = False
-    trains = "niiv"
-    data_kinds = ("stacks",)
-
-    def run(
-        self,
-        inputs: Inputs,
-        params: NiivTrainParams,
-        *,
-        device: torch.device,
-        should_stop: Callable[[], bool] = lambda: False,
-    ) -> Iterator[Update]:
-        """Train; stream progress every step, the loss every 10 steps, previews; write weights at the end."""
-        yield from NiivTrainer(inputs, params, device).run(should_stop)
-
-    def output_voxel_size(self, inputs: Inputs) -> tuple[float, float, float] | None:
-        """Previews and the result are the isotropic volume of the (first) training stack."""
-        return Niiv().output_voxel_size(inputs)
-
-    def training_data(
-        self, files: Sequence[DataFile], psf: Any = None, simulated: TrainingData | None = None
-    ) -> TrainingData:
-        """One stack, or several stacks of one shape stacked ``(N, Z, Y, X)``."""
-        stacks = [DataFile(f.name, np.asarray(f.data, dtype=np.float32), f.voxel_size) for f in files]
-        return TrainingData(stack_same_shape(stacks, "niiv stacks"), describe_files(stacks))
 
 
 class NiivTrainer(Trainer):
@@ -295,6 +258,31 @@ class NiivTrainer(Trainer):
     def write_weights(self, path: str, training: dict[str, Any]) -> Path:
         """niiv weights with the config and anisotropy in the header."""
         return save_model(path, self.model, training)
+
+
+@register
+class NiivTrain(TrainingEngine):
+    """Self-supervised niiv training on the stack's own lateral slices (no ground truth)."""
+
+    name = "niiv-train"
+    title = "niiv training (self-supervised, lateral slices)"
+    modalities = ("anisotropic",)
+    Params = NiivTrainParams
+    needs_psf = False
+    trains = "niiv"
+    data_kinds = ("stacks",)
+    trainer = NiivTrainer
+
+    def output_voxel_size(self, inputs: Inputs) -> tuple[float, float, float] | None:
+        """Previews and the result are the isotropic volume of the (first) training stack."""
+        return Niiv().output_voxel_size(inputs)
+
+    def training_data(
+        self, files: Sequence[DataFile], psf: Any = None, simulated: TrainingData | None = None
+    ) -> TrainingData:
+        """One stack, or several stacks of one shape stacked ``(N, Z, Y, X)``."""
+        stacks = [DataFile(f.name, np.asarray(f.data, dtype=np.float32), f.voxel_size) for f in files]
+        return TrainingData(stack_same_shape(stacks, "niiv stacks"), describe_files(stacks))
 
 
 __all__ = ["NiivTrain", "NiivTrainParams", "NiivTrainer", "build_config", "training_stacks"]

@@ -10,7 +10,7 @@ the shared one of :mod:`napari_lfrecon.training`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from ..psf.model import PSF
 from ..training import Trainer
 from ..training.data import DataFile, TrainingData
 from . import register
-from .base import Engine, EngineInputError, Inputs, TrainInputs, Update, param
+from .base import EngineInputError, Inputs, TrainingEngine, param
 from .serenet import (
     _check_lfm_psf,
     _supersample,
@@ -91,62 +91,6 @@ class SeReNetSimulation:
     lenslets: int = field(default=32, metadata=param("lenslets per side of simulated frames", min=4))
     family: str = field(default="bubtub", metadata=param("phantom family", choices=PHANTOM_FAMILIES))
     seed: int = field(default=1, metadata=param("seed of the simulated frames", min=0))
-
-
-@register
-class SeReNetTrain(Engine):
-    """Self-supervised SeReNet training on raw light-field frames and their PSF (no ground truth)."""
-
-    name = "serenet-train"
-    kind = "train"
-    title = "SeReNet training (self-supervised)"
-    modalities = ("lfm",)
-    Params = SeReNetTrainParams
-    inputs_type = TrainInputs
-    trains = "serenet"
-    data_kinds = ("raw-frames", "simulated")
-    Simulation = SeReNetSimulation
-
-    def run(
-        self,
-        inputs: Inputs,
-        params: SeReNetTrainParams,
-        *,
-        device: torch.device,
-        should_stop: Callable[[], bool] = lambda: False,
-    ) -> Iterator[Update]:
-        """Train; stream progress every step, the loss every few steps, previews; write weights at the end."""
-        yield from SeReNetTrainer(inputs, params, device).run(should_stop)
-
-    def output_voxel_size(self, inputs: Inputs) -> tuple[float, float, float] | None:
-        """The preview/result volume is on the PSF's volume grid."""
-        return inputs.psf.voxel_size if inputs.psf is not None else inputs.voxel_size
-
-    def simulate(self, psf: PSF, count: int, options: SeReNetSimulation) -> TrainingData:
-        """``count`` phantom frames seen through ``psf`` (views ``(N, A, Ny, Nx)``, photo-electrons)."""
-        from .serenet_data import simulate_training_frames
-
-        lenslets = (options.lenslets, options.lenslets)
-        views, _, _ = simulate_training_frames(psf, count, lenslets, family=options.family, seed=options.seed)
-        described = f"{count} simulated {options.family} frames, {lenslets} lenslets, seed {options.seed}"
-        return TrainingData(np.asarray(views, dtype=np.float32), described)
-
-    def training_data(self, files: Sequence[DataFile], psf: PSF, simulated: TrainingData | None = None) -> TrainingData:
-        """Every frame of the files (raw ``(Y, X)``, series ``(N, Y, X)`` or views) as views ``(N, A, Ny, Nx)``."""
-        psf = _check_lfm_psf(psf, "SeReNet training")
-        frames: list[np.ndarray] = []
-        described = []
-        for item in files:
-            frame = np.asarray(item.data, dtype=np.float32)
-            frames.extend(frame if frame.ndim == 3 and frame.shape[0] != psf.array.shape[0] else [frame])
-            described.append(Path(item.name).name)
-        views = [measurement_to_views(f, psf) for f in frames]
-        if simulated is not None:
-            views.extend(simulated.data)
-            described.append(simulated.description)
-        if not views:
-            raise EngineInputError("nothing to train on: give raw light-field TIFFs or --simulate N")
-        return TrainingData(np.stack(views), "; ".join(described))
 
 
 class SeReNetTrainer(Trainer):
@@ -275,6 +219,50 @@ class SeReNetTrainer(Trainer):
         written = save_model(path, self.model.cpu(), self.psf, training)
         self.model.to(self.device)
         return written
+
+
+@register
+class SeReNetTrain(TrainingEngine):
+    """Self-supervised SeReNet training on raw light-field frames and their PSF (no ground truth)."""
+
+    name = "serenet-train"
+    title = "SeReNet training (self-supervised)"
+    modalities = ("lfm",)
+    Params = SeReNetTrainParams
+    trains = "serenet"
+    data_kinds = ("raw-frames", "simulated")
+    trainer = SeReNetTrainer
+    Simulation = SeReNetSimulation
+
+    def output_voxel_size(self, inputs: Inputs) -> tuple[float, float, float] | None:
+        """The preview/result volume is on the PSF's volume grid."""
+        return inputs.psf.voxel_size if inputs.psf is not None else inputs.voxel_size
+
+    def simulate(self, psf: PSF, count: int, options: SeReNetSimulation) -> TrainingData:
+        """``count`` phantom frames seen through ``psf`` (views ``(N, A, Ny, Nx)``, photo-electrons)."""
+        from .serenet_data import simulate_training_frames
+
+        lenslets = (options.lenslets, options.lenslets)
+        views, _, _ = simulate_training_frames(psf, count, lenslets, family=options.family, seed=options.seed)
+        described = f"{count} simulated {options.family} frames, {lenslets} lenslets, seed {options.seed}"
+        return TrainingData(np.asarray(views, dtype=np.float32), described)
+
+    def training_data(self, files: Sequence[DataFile], psf: PSF, simulated: TrainingData | None = None) -> TrainingData:
+        """Every frame of the files (raw ``(Y, X)``, series ``(N, Y, X)`` or views) as views ``(N, A, Ny, Nx)``."""
+        psf = _check_lfm_psf(psf, "SeReNet training")
+        frames: list[np.ndarray] = []
+        described = []
+        for item in files:
+            frame = np.asarray(item.data, dtype=np.float32)
+            frames.extend(frame if frame.ndim == 3 and frame.shape[0] != psf.array.shape[0] else [frame])
+            described.append(Path(item.name).name)
+        views = [measurement_to_views(f, psf) for f in frames]
+        if simulated is not None:
+            views.extend(simulated.data)
+            described.append(simulated.description)
+        if not views:
+            raise EngineInputError("nothing to train on: give raw light-field TIFFs or --simulate N")
+        return TrainingData(np.stack(views), "; ".join(described))
 
 
 __all__ = ["SeReNetSimulation", "SeReNetTrain", "SeReNetTrainParams", "SeReNetTrainer"]
