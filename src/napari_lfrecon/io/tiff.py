@@ -18,6 +18,7 @@ silent). A file that states no voxel size gets ``voxel_size=None``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -105,10 +106,16 @@ def write_tiff(
         dy, dx = voxel_size[-2], voxel_size[-1]
         resolution = (1.0 / dx, 1.0 / dy)
 
-    if set(axes) <= set(IMAGEJ_ORDER) and not (("S" in axes) and array.dtype != np.uint8):
-        _write_imagej(path, array, axes, voxel_size, resolution, document, bigtiff)
-    else:
-        _write_shaped(path, array, axes, resolution, document, bigtiff)
+    # written under a temporary name and renamed: an interrupted write never leaves a corrupt file at ``path``
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        if set(axes) <= set(IMAGEJ_ORDER) and not (("S" in axes) and array.dtype != np.uint8):
+            _write_imagej(partial, array, axes, voxel_size, resolution, document, bigtiff)
+        else:
+            _write_shaped(partial, array, axes, resolution, document, bigtiff)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
