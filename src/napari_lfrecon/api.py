@@ -11,7 +11,7 @@ import numpy as np
 from . import engines
 from .camera import Camera
 from .device import select_device
-from .jobs import EngineInputError, Update, Volume, make_params, run_job
+from .jobs import EngineInputError, MissingVoxelSize, Update, Volume, make_params, run_job
 from .psf.model import PSF
 
 
@@ -63,6 +63,13 @@ def reconstruct(
     is called as the engine runs. The input array is never modified.
     """
     engine = engines.get(engine_name)
+    if engine.kind == "train":
+        raise EngineInputError(
+            f"{engine_name!r} is a trainer, not a reconstruction engine: train with `lfrecon train {engine.trains}` "
+            f"(or jobs.run_job), then reconstruct with {engine.trains!r} and its weights"
+        )
+    if data is None:
+        raise EngineInputError("no data: pass the measurement as a numpy-like array")
     array = np.asarray(data)
     if channel_axis is not None:
         return _per_channel(engine_name, array, psf, channel_axis, voxel_size, camera, device, progress, params)
@@ -76,10 +83,8 @@ def reconstruct(
 
     try:
         return run_job(engine, inputs, settings, device=select_device(device), camera=camera, on_update=on_update)
-    except EngineInputError as exc:
-        if "voxel size is unknown" in str(exc):
-            raise EngineInputError(f"{exc} (pass voxel_size=(dz, dy, dx))") from None
-        raise
+    except MissingVoxelSize as exc:
+        raise MissingVoxelSize(f"{exc} (pass voxel_size=(dz, dy, dx))") from None
 
 
 def _voxel(voxel_size: Any) -> tuple[float, float, float] | None:
@@ -90,7 +95,9 @@ def _voxel(voxel_size: Any) -> tuple[float, float, float] | None:
     except (TypeError, ValueError):
         raise EngineInputError(f"voxel_size must be three numbers (dz, dy, dx) in µm, got {voxel_size!r}") from None
     if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
-        raise EngineInputError(f"voxel_size must be three positive finite numbers (dz, dy, dx) in µm, got {voxel_size!r}")
+        raise EngineInputError(
+            f"voxel_size must be three positive finite numbers (dz, dy, dx) in µm, got {voxel_size!r}"
+        )
     return values  # type: ignore[return-value]
 
 
@@ -109,4 +116,3 @@ def _per_channel(engine_name, array, psf, channel_axis, voxel_size, camera, devi
     ]
     metadata = dict(volumes[0].metadata, channel_axis=0, channels=[v.metadata for v in volumes])
     return Volume(np.stack([v.data for v in volumes]), volumes[0].voxel_size, metadata)
-

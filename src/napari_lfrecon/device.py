@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from .jobs.protocol import DeviceUnavailable
+
 #: Environment variable that overrides automatic selection (e.g. ``cpu``, ``cuda:1``, ``mps``).
 DEVICE_ENV = "LFRECON_DEVICE"
 
@@ -15,7 +17,8 @@ def select_device(preferred: str | torch.device | None = None) -> torch.device:
 
     ``preferred`` (or the ``LFRECON_DEVICE`` environment variable) overrides the
     automatic choice; ``"auto"`` or ``None`` means automatic. A requested
-    accelerator that is not available raises ``RuntimeError`` with the reason.
+    accelerator that is not available, or an unknown name, raises
+    :class:`~napari_lfrecon.jobs.DeviceUnavailable` (a ``RuntimeError``) with the reason.
     """
     choice = preferred if preferred is not None else os.environ.get(DEVICE_ENV, "auto")
     if isinstance(choice, torch.device):
@@ -28,13 +31,18 @@ def select_device(preferred: str | torch.device | None = None) -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(choice)
+    try:
+        device = torch.device(choice)
+    except (RuntimeError, ValueError):
+        raise DeviceUnavailable(f"unknown device {choice!r}: expected cpu, cuda, cuda:N, mps or auto") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {choice!r} requested but CUDA is not available here")
+        raise DeviceUnavailable(f"device {choice!r} requested but CUDA is not available here (use cpu or auto)")
     if device.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise RuntimeError(f"device {choice!r} requested but MPS is not available here")
+            raise DeviceUnavailable(f"device {choice!r} requested but MPS is not available here (use cpu or auto)")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceUnavailable(f"device {choice!r} is not supported: expected cpu, cuda, cuda:N, mps or auto")
     return device
 
 

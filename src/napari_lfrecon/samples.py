@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .io.resources import sample_dir
+from .jobs.protocol import UnknownName
 from .psf.model import PSF, PSF_FILE_SUFFIX
 
 #: Names of the shipped samples, with one line saying what each is.
@@ -40,7 +41,7 @@ def load_sample(name: str) -> dict[str, Any]:
     from .io.tiff import read_tiff
 
     if name not in SAMPLES:
-        raise KeyError(f"unknown sample {name!r}; available samples: {', '.join(SAMPLE_NAMES)}")
+        raise UnknownName(f"unknown sample {name!r}; available samples: {', '.join(SAMPLE_NAMES)}")
     folder = sample_dir()
     data_path = folder / f"{name}.tif"
     if not data_path.is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..jobs.protocol import UnknownName
 from .base import Engine, EngineInputError, Inputs, Update, make_params, param, param_specs
 
 _REGISTRY: dict[str, type[Engine]] = {}
@@ -48,12 +49,12 @@ def trainer_for(engine_name: str) -> str | None:
 
 
 def get(name: str) -> Engine:
-    """An instance of the engine called ``name``; unknown names raise ``KeyError`` listing the known ones."""
+    """An instance of the engine called ``name``; unknown names raise :class:`UnknownName` listing the known ones."""
     _load_builtins()
     try:
         return _REGISTRY[name]()
-    except KeyError:
-        raise KeyError(f"unknown engine {name!r}; available engines: {', '.join(sorted(_REGISTRY))}") from None
+    except (KeyError, TypeError):  # TypeError: an unhashable "name"
+        raise UnknownName(f"unknown engine {name!r}; available engines: {', '.join(sorted(_REGISTRY))}") from None
 
 
 __all__ = [

@@ -25,6 +25,24 @@ class EngineInputError(LfreconError, ValueError):
     """Raised for input an engine cannot use; the message says what was expected."""
 
 
+class UnknownName(EngineInputError, KeyError):
+    """An unknown engine, sample, modality or data-kind name; the message lists the known ones.
+
+    A ``KeyError`` too (lookups by name), shown without ``KeyError``'s quotes.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingVoxelSize(EngineInputError):
+    """The data's voxel size is needed and unknown; each interface says how to give it."""
+
+
+class DeviceUnavailable(LfreconError, RuntimeError):
+    """A requested compute device does not exist or is not available on this machine."""
+
+
 class JobCancelled(LfreconError):
     """Raised by :func:`napari_lfrecon.jobs.run_job` when its stop flag ended the run before a result."""
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..camera import Camera
 from .params import jsonable
-from .protocol import EngineInputError, Inputs, JobCancelled, LfreconError, Update, Volume
+from .protocol import EngineInputError, Inputs, JobCancelled, LfreconError, MissingVoxelSize, Update, Volume
 
 _LOG = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def prepare_inputs(engine: Any, inputs: Inputs, camera: Camera | None = None) ->
             f"engine {engine.name!r} handles {', '.join(engine.modalities)} data, not a {psf.modality} PSF"
         )
     if engine.kind == "reconstruct" and engine.output_voxel_size(prepared) is None:
-        raise EngineInputError(
+        raise MissingVoxelSize(
             f"the data's voxel size is unknown and engine {engine.name!r} needs it: give (dz, dy, dx) in µm"
         )
     engine.check(prepared)

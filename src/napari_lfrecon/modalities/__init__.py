@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from importlib import import_module
 from typing import Any
 
+from ..jobs.protocol import UnknownName
 from .base import FRAME_RL_COPIES, ForwardModel, Modality
 
 _REGISTRY: dict[str, Modality] = {}
@@ -49,7 +50,7 @@ def get(name: str) -> Modality:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown modality {name!r}; available: {', '.join(available())}") from None
+        raise UnknownName(f"unknown modality {name!r}; available: {', '.join(available())}") from None
 
 
 def available() -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from ..jobs.protocol import EngineInputError
+from ..jobs.protocol import EngineInputError, UnknownName
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def data_kind(name: str) -> DataKind:
     try:
         return DATA_KINDS[name]
     except KeyError:
-        raise KeyError(f"unknown data kind {name!r}; known: {', '.join(DATA_KINDS)}") from None
+        raise UnknownName(f"unknown data kind {name!r}; known: {', '.join(DATA_KINDS)}") from None
 
 
 def file_kinds(kinds: Sequence[str]) -> list[DataKind]:
