@@ -38,6 +38,7 @@ from ..controllers.psf_editor import (
 )
 from ..psf.model import PSF
 from ..psf.zernike import zernike_name
+from .kit import int_spin
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..psf.lfm import LFMOptics
@@ -85,16 +86,6 @@ def spin(low: float, high: float, value: float, decimals: int, step: float, tip:
     box = QDoubleSpinBox()
     box.setRange(low, high)
     box.setDecimals(decimals)
-    box.setSingleStep(step)
-    box.setValue(value)
-    box.setToolTip(tip)
-    return box
-
-
-def int_spin(low: int, high: int, value: int, step: int = 1, tip: str = "") -> QSpinBox:
-    """An integer spin box with its range, step, value and tooltip."""
-    box = QSpinBox()
-    box.setRange(low, high)
     box.setSingleStep(step)
     box.setValue(value)
     box.setToolTip(tip)
@@ -172,8 +163,8 @@ def widefield_form(supported: bool) -> WidefieldForm:
     magnification = spin(1.0, 200.0, 40.0, 1, 1.0)
     camera_pixel = spin(0.5, 50.0, 6.5, 2, 0.1)
     dz = spin(0.01, 10.0, 0.25, 3, 0.05)
-    n_z = int_spin(1, 257, 33)
-    n_xy = int_spin(8, 512, 64)
+    n_z = int_spin(33, 1, 257)
+    n_xy = int_spin(64, 8, 512)
     vectorial = QCheckBox("Vectorial (high NA)")
     vectorial.setToolTip("polarisation-resolved (vectorial) model; matters for NA ≳ 0.9")
     vectorial_hint = QLabel("")
@@ -271,8 +262,8 @@ def lfm_fields(psf: PSF) -> Fields:
         "wavelength_um": spin(0.2, 2.0, optics["wavelength_um"], 3, 0.01),
         "immersion_index": spin(1.0, 2.0, optics["immersion_index"], 3, 0.01, "medium (immersion) index"),
         "camera_pixel_um": spin(0.1, 100.0, optics["camera_pixel_um"], 3, 0.1, "pitch / pixels per lenslet"),
-        "pixels_per_lenslet": int_spin(1, 61, int(optics["pixels_per_lenslet"]), 2, "odd (Nnum)"),
-        "supersample": int_spin(1, 15, int(optics.get("supersample", 1)), 2, "volume voxels per lenslet (odd)"),
+        "pixels_per_lenslet": int_spin(int(optics["pixels_per_lenslet"]), 1, 61, "odd (Nnum)", step=2),
+        "supersample": int_spin(int(optics.get("supersample", 1)), 1, 15, "volume voxels per lenslet (odd)", step=2),
         "z_from": spin(-1000.0, 1000.0, float(planes[0]), 2, 1.0),
         "z_to": spin(-1000.0, 1000.0, float(planes[-1]), 2, 1.0),
         "z_step": spin(0.01, 100.0, step, 2, 0.5),
@@ -295,12 +286,12 @@ def xlfm_fields(psf: PSF) -> Fields:
         "wavelength_um": spin(0.2, 2.0, optics.get("wavelength_um", XLFMOptics.wavelength_um), 3, 0.01),
         "immersion_index": spin(1.0, 2.0, optics.get("immersion_index", XLFMOptics.immersion_index), 3, 0.01),
         "pixel_um": spin(0.01, 50.0, optics.get("pixel_um", XLFMOptics.pixel_um), 3, 0.05, "object space"),
-        "n_lenslets": int_spin(1, 200, int(optics.get("n_lenslets", 27)), 1, "hexagonal layout in the pupil"),
-        "sensor_h": int_spin(8, 8192, int(sensor[0]), 8),
-        "sensor_w": int_spin(8, 8192, int(sensor[1]), 8),
-        "view_h": int_spin(4, 2048, int(view[0]), 2),
-        "view_w": int_spin(4, 2048, int(view[1]), 2),
-        "supersample": int_spin(0, 15, 0, 1, "sub-pixels per pixel (odd); 0 = automatic"),
+        "n_lenslets": int_spin(int(optics.get("n_lenslets", 27)), 1, 200, "hexagonal layout in the pupil"),
+        "sensor_h": int_spin(int(sensor[0]), 8, 8192, step=8),
+        "sensor_w": int_spin(int(sensor[1]), 8, 8192, step=8),
+        "view_h": int_spin(int(view[0]), 4, 2048, step=2),
+        "view_w": int_spin(int(view[1]), 4, 2048, step=2),
+        "supersample": int_spin(0, 0, 15, "sub-pixels per pixel (odd); 0 = automatic"),
         "z_from": spin(-1000.0, 1000.0, float(planes[0]), 2, 1.0),
         "z_to": spin(-1000.0, 1000.0, float(planes[-1]), 2, 1.0),
         "z_step": spin(0.01, 100.0, step, 2, 0.5),

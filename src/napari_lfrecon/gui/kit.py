@@ -78,7 +78,7 @@ def spin(value: float, low: float, high: float, tip: str, decimals: int = 3) -> 
     return box
 
 
-def int_spin(value: int, low: int, high: int, tip: str, step: int = 1) -> QSpinBox:
+def int_spin(value: int, low: int, high: int, tip: str = "", step: int = 1) -> QSpinBox:
     """An integer spin box with a range, a step, a value and a tooltip."""
     box = QSpinBox()
     box.setRange(low, high)
