@@ -405,3 +405,58 @@ class RunPanel(QWidget):
         self.set_busy(False, message if status == "done" else f"{status}: {message}")
         if status == "done":
             self.progress.setValue(PROGRESS_STEPS)
+
+
+class EngineRunControls:
+    """Run and Cancel buttons, progress bar and status line of a dock widget that runs one engine at a time.
+
+    Mixed into a :class:`QWidget`: ``__init__`` calls :meth:`make_run_controls`,
+    which creates :attr:`run_button`, :attr:`cancel_button`, :attr:`progress`
+    and :attr:`status_label` and wires Cancel to :meth:`cancel`; the widget keeps
+    its current run in :attr:`runner` (anything with ``running`` and ``cancel()``,
+    e.g. an :class:`~napari_lfrecon.gui.worker.EngineRunner`).
+    """
+
+    runner: Any = None
+    run_button: QPushButton
+    cancel_button: QPushButton
+    progress: QProgressBar
+    status_label: QLabel
+
+    def make_run_controls(self, run_text: str) -> QHBoxLayout:
+        """Create the run widgets (the run button labelled ``run_text``); return the row of the two buttons."""
+        self.run_button = QPushButton(run_text)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, PROGRESS_STEPS)
+        self.progress.setValue(0)
+        self.status_label = QLabel("ready")
+        self.status_label.setWordWrap(True)
+        self.cancel_button.clicked.connect(self.cancel)
+        return buttons
+
+    def cancel(self) -> None:
+        """Stop the run (the Cancel button); an engine stops within one step."""
+        if self.runner is not None and self.runner.running:
+            self.runner.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status_label.setText("cancelling…")
+
+    @property
+    def running(self) -> bool:
+        """True while a run is under way."""
+        return self.runner is not None and self.runner.running
+
+    def set_run_buttons(self, running: bool) -> None:
+        """Run enabled when idle, Cancel enabled while ``running``."""
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def show_run_progress(self, fraction: float, message: str) -> None:
+        """Move the bar to ``fraction`` (0–1, as the runner reports it) and show ``message``."""
+        self.progress.setValue(round(fraction * PROGRESS_STEPS))
+        self.status_label.setText(message)

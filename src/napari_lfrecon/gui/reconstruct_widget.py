@@ -43,7 +43,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -58,7 +57,7 @@ from ..engines.base import EngineInputError
 from ..psf.model import PSF
 from ._geometry import output_translate
 from .kit import PROGRESS_STEPS as _PROGRESS_STEPS
-from .kit import PSF_FROM_FILE, DeviceLabel, LayerPicker, PsfPicker, layer_array, layer_psf, spin
+from .kit import PSF_FROM_FILE, DeviceLabel, EngineRunControls, LayerPicker, PsfPicker, layer_array, layer_psf, spin
 from .params_form import ParamsForm
 from .worker import EngineRunner, Job, RunRequest, error_message, start_job
 
@@ -68,7 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DEFAULT_ENGINE", "FRAMES_ALL", "FRAMES_CURRENT", "PSF_FROM_FILE", "BatchRunner", "ReconstructWidget"]
 
 
-class ReconstructWidget(QWidget):
+class ReconstructWidget(QWidget, EngineRunControls):
     """Dock widget that runs any registered engine on an image layer and streams the result into the viewer."""
 
     def __init__(self, napari_viewer: napari.Viewer, *, sync: bool | None = None) -> None:
@@ -140,17 +139,7 @@ class ReconstructWidget(QWidget):
 
         # Run ----------------------------------------------------------------
         self.device_label = DeviceLabel()
-        self.run_button = QPushButton("Run")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, _PROGRESS_STEPS)
-        self.progress.setValue(0)
-        self.status_label = QLabel("ready")
-        self.status_label.setWordWrap(True)
+        buttons = self.make_run_controls("Run")
         self.metric_label = QLabel()
 
         layout = QVBoxLayout(self)
@@ -169,7 +158,6 @@ class ReconstructWidget(QWidget):
         self.frames_combo.currentIndexChanged.connect(self._update_frames_ui)
         self.output_browse.clicked.connect(self._browse_output)
         self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh_layers)
         self.viewer.layers.events.moved.connect(self._refresh_layers)
@@ -377,11 +365,10 @@ class ReconstructWidget(QWidget):
             self.status_label.setText(f"cannot run: {error_message(exc)}")
             return None
         self.runner = runner
-        runner.progressed.connect(self._on_progress)
+        runner.progressed.connect(self.show_run_progress)
         runner.metric.connect(self._on_metric)
         runner.finished.connect(self._on_finished)
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
+        self.set_run_buttons(True)
         self.progress.setValue(0)
         self.metric_label.setText("")
         what = f"all frames of {runner.input_name}" if isinstance(runner, BatchRunner) else runner.request.input_name
@@ -389,28 +376,11 @@ class ReconstructWidget(QWidget):
         runner.start()
         return runner
 
-    def cancel(self) -> None:
-        """Stop the running engine (the Cancel button); it stops within one step."""
-        if self.runner is not None and self.runner.running:
-            self.runner.cancel()
-            self.cancel_button.setEnabled(False)
-            self.status_label.setText("cancelling…")
-
-    @property
-    def running(self) -> bool:
-        """True while an engine runs."""
-        return self.runner is not None and self.runner.running
-
-    def _on_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(round(fraction * _PROGRESS_STEPS))
-        self.status_label.setText(message)
-
     def _on_metric(self, name: str, value: float) -> None:
         self.metric_label.setText(f"{name}: {value:.4g}")
 
     def _on_finished(self, status: str, message: str) -> None:
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+        self.set_run_buttons(False)
         runner = self.runner
         if status == "done":
             self.progress.setValue(_PROGRESS_STEPS)

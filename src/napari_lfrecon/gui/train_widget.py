@@ -47,7 +47,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -74,7 +73,8 @@ from ..device import describe_device
 from ..engines.base import Engine, EngineInputError, param_specs
 from ..psf.model import PSF
 from ._geometry import output_translate
-from .kit import DeviceLabel, layer_psf
+from .kit import PROGRESS_STEPS as _PROGRESS_STEPS
+from .kit import DeviceLabel, EngineRunControls, layer_psf
 from .params_form import ParamsForm
 from .worker import EngineRunner, RunRequest, error_message
 
@@ -85,12 +85,10 @@ if TYPE_CHECKING:  # pragma: no cover
 PSF_FROM_FILE = "__file__"
 #: Item data of the PSF combo entry shown for engines that take no PSF.
 NO_PSF = "__none__"
-#: Progress bar resolution (Qt progress bars are integer).
-_PROGRESS_STEPS = 1000
 
 
 # ---------------------------------------------------------------------------- widget
-class TrainWidget(QWidget):
+class TrainWidget(QWidget, EngineRunControls):
     """Dock widget that trains a ``kind="train"`` engine on a layer and shows the loss and the preview live."""
 
     def __init__(self, napari_viewer: napari.Viewer, *, sync: bool | None = None) -> None:
@@ -144,17 +142,7 @@ class TrainWidget(QWidget):
 
         # Run ----------------------------------------------------------------
         self.device_label = DeviceLabel()
-        self.run_button = QPushButton("Train")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, _PROGRESS_STEPS)
-        self.progress.setValue(0)
-        self.status_label = QLabel("ready")
-        self.status_label.setWordWrap(True)
+        buttons = self.make_run_controls("Train")
 
         # Loss curve ---------------------------------------------------------
         self.figure = Figure(figsize=(4, 2.4), dpi=80, layout="constrained")
@@ -186,7 +174,6 @@ class TrainWidget(QWidget):
         self.weights_browse.clicked.connect(self._browse_weights)
         self.weights_path.textChanged.connect(self._on_weights_changed)
         self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
         self.use_button.clicked.connect(self.use_in_reconstruct)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh_layers)
@@ -446,30 +433,16 @@ class TrainWidget(QWidget):
         runner.metric.connect(self._on_metric)
         runner.previewed.connect(self._place)
         runner.finished.connect(self._on_finished)
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
+        self.set_run_buttons(True)
         self.use_button.setEnabled(False)
         self.progress.setValue(0)
         self.status_label.setText(f"starting {runner.engine.name} on {request.input_name}…")
         runner.start()
         return runner
 
-    def cancel(self) -> None:
-        """Stop training (the Cancel button): within one step; the engine's checkpoint is kept."""
-        if self.runner is not None and self.runner.running:
-            self.runner.cancel()
-            self.cancel_button.setEnabled(False)
-            self.status_label.setText("cancelling…")
-
-    @property
-    def running(self) -> bool:
-        """True while training runs."""
-        return self.runner is not None and self.runner.running
-
     # ------------------------------------------------------------ run events
     def _on_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(round(fraction * _PROGRESS_STEPS))
-        self.status_label.setText(message)
+        self.show_run_progress(fraction, message)
         planned = int(getattr(self.runner.params, "steps", 0) or 0) if self.runner is not None else 0
         self.curve.progress(fraction, message, planned)
 
@@ -512,8 +485,7 @@ class TrainWidget(QWidget):
         layer.translate = output_translate(shape, scale, translate, tuple(layer.data.shape), out_scale, z_planes)
 
     def _on_finished(self, status: str, message: str) -> None:
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+        self.set_run_buttons(False)
         runner = self.runner
         if runner is None:
             return
