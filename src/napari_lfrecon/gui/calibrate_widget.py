@@ -58,7 +58,7 @@ from ..engines.calibrate_xlfm import OPTICS_OBJECT_KEY, XLFMCalibrateParams
 from ..io import calibration_files as files
 from ..psf.calibrate_bead import BeadCalibration
 from .kit import PROGRESS_STEPS as _PROGRESS_STEPS
-from .kit import LayerPicker, RunPanel, hbox, int_spin, number_field, spin
+from .kit import LayerPicker, RunPanel, follow_layers, hbox, int_spin, number_field, spin
 from .params_form import ParamsForm
 from .worker import EngineRunner, RunRequest, error_message, sync_requested
 
@@ -111,8 +111,7 @@ class CalibrateWidget(QWidget):
         layout.addWidget(self.tabs)
         layout.addWidget(self.panel)
         layout.addStretch(1)
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            event.connect(self._refresh_layers)
+        follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
 
     # ================================================================= bead tab

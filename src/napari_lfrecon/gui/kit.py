@@ -271,6 +271,13 @@ class PsfPicker(QWidget):
             self.path.setText(path)
 
 
+def follow_layers(viewer: napari.Viewer, refresh: Callable[..., Any], *, moved: bool = False) -> None:
+    """Call ``refresh`` whenever a layer is added to or removed from ``viewer`` (and moved, when ``moved``)."""
+    events = viewer.layers.events
+    for event in (events.inserted, events.removed, *((events.moved,) if moved else ())):
+        event.connect(refresh)
+
+
 def device_text() -> str:
     """``"device: <the device engines run on>"`` (or why it is unavailable)."""
     try:

@@ -57,7 +57,17 @@ from ..engines.base import EngineInputError
 from ..psf.model import PSF
 from ._geometry import output_translate
 from .kit import PROGRESS_STEPS as _PROGRESS_STEPS
-from .kit import PSF_FROM_FILE, DeviceLabel, EngineRunControls, LayerPicker, PsfPicker, layer_array, layer_psf, spin
+from .kit import (
+    PSF_FROM_FILE,
+    DeviceLabel,
+    EngineRunControls,
+    LayerPicker,
+    PsfPicker,
+    follow_layers,
+    layer_array,
+    layer_psf,
+    spin,
+)
 from .params_form import ParamsForm
 from .worker import EngineRunner, Job, RunRequest, error_message, start_job
 
@@ -158,9 +168,7 @@ class ReconstructWidget(QWidget, EngineRunControls):
         self.frames_combo.currentIndexChanged.connect(self._update_frames_ui)
         self.output_browse.clicked.connect(self._browse_output)
         self.run_button.clicked.connect(self.run)
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            event.connect(self._refresh_layers)
-        self.viewer.layers.events.moved.connect(self._refresh_layers)
+        follow_layers(self.viewer, self._refresh_layers, moved=True)
         self._on_engine_changed()
         self._refresh_layers()
 

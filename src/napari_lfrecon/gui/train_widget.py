@@ -74,7 +74,7 @@ from ..engines.base import Engine, EngineInputError, param_specs
 from ..psf.model import PSF
 from ._geometry import output_translate
 from .kit import PROGRESS_STEPS as _PROGRESS_STEPS
-from .kit import DeviceLabel, EngineRunControls, layer_psf
+from .kit import DeviceLabel, EngineRunControls, follow_layers, layer_psf
 from .params_form import ParamsForm
 from .worker import EngineRunner, RunRequest, error_message
 
@@ -175,9 +175,7 @@ class TrainWidget(QWidget, EngineRunControls):
         self.weights_path.textChanged.connect(self._on_weights_changed)
         self.run_button.clicked.connect(self.run)
         self.use_button.clicked.connect(self.use_in_reconstruct)
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            event.connect(self._refresh_layers)
-        self.viewer.layers.events.moved.connect(self._refresh_layers)
+        follow_layers(self.viewer, self._refresh_layers, moved=True)
         self._on_engine_changed()
 
     # -------------------------------------------------------------- choices
