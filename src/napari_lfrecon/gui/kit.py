@@ -57,6 +57,15 @@ def layer_psf(layer: Any) -> PSF | None:
     return psf if isinstance(psf, PSF) else None
 
 
+def add_psf_choices(combo: QComboBox, viewer: napari.Viewer) -> None:
+    """Append ``"<layer> (<modality>)"`` for each layer carrying a PSF (item data: its name), then "from file…"."""
+    for layer in viewer.layers:
+        psf = layer_psf(layer)
+        if psf is not None:
+            combo.addItem(f"{layer.name} ({psf.modality})", layer.name)
+    combo.addItem("from file…", PSF_FROM_FILE)
+
+
 def image_layer_names(viewer: napari.Viewer) -> list[str]:
     """Names of the viewer's image layers that can be inputs (our preview layers are outputs)."""
     return [layer.name for layer in viewer.layers if isinstance(layer, Image) and not layer.metadata.get("preview")]
@@ -210,11 +219,7 @@ class PsfPicker(QWidget):
         current = self.combo.currentData()
         self.combo.blockSignals(True)
         self.combo.clear()
-        for layer in self.viewer.layers:
-            psf = layer_psf(layer)
-            if psf is not None:
-                self.combo.addItem(f"{layer.name} ({psf.modality})", layer.name)
-        self.combo.addItem("from file…", PSF_FROM_FILE)
+        add_psf_choices(self.combo, self.viewer)
         self.combo.setCurrentIndex(max(self.combo.findData(current), 0))
         self.combo.blockSignals(False)
 

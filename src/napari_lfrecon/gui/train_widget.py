@@ -74,15 +74,13 @@ from ..engines.base import Engine, EngineInputError, param_specs
 from ..psf.model import PSF
 from ._geometry import output_translate
 from .kit import PROGRESS_STEPS as _PROGRESS_STEPS
-from .kit import DeviceLabel, EngineRunControls, follow_layers, layer_psf
+from .kit import PSF_FROM_FILE, DeviceLabel, EngineRunControls, add_psf_choices, follow_layers, layer_psf
 from .params_form import ParamsForm
 from .worker import EngineRunner, RunRequest, error_message
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-#: Item data of the PSF combo entry that reads the PSF from the file field.
-PSF_FROM_FILE = "__file__"
 #: Item data of the PSF combo entry shown for engines that take no PSF.
 NO_PSF = "__none__"
 
@@ -273,11 +271,7 @@ class TrainWidget(QWidget, EngineRunControls):
         if engine is not None and not needs_psf(engine):
             self.psf_combo.addItem("none (this engine needs no PSF)", NO_PSF)
         else:
-            for layer in self.viewer.layers:
-                psf = layer_psf(layer)
-                if psf is not None:
-                    self.psf_combo.addItem(f"{layer.name} ({psf.modality})", layer.name)
-            self.psf_combo.addItem("from file…", PSF_FROM_FILE)
+            add_psf_choices(self.psf_combo, self.viewer)
         self.psf_combo.setCurrentIndex(max(self.psf_combo.findData(current_psf), 0))
         self.psf_combo.blockSignals(False)
         if current_input != self.input_combo.currentData():
