@@ -84,7 +84,7 @@ def reconstruct(
     try:
         return run_job(engine, inputs, settings, device=select_device(device), camera=camera, on_update=on_update)
     except MissingVoxelSize as exc:
-        raise MissingVoxelSize(f"{exc} (pass voxel_size=(dz, dy, dx))") from None
+        raise MissingVoxelSize(exc.reason, "pass voxel_size=(dz, dy, dx)") from None
 
 
 def _voxel(voxel_size: Any) -> tuple[float, float, float] | None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import engines
 from .engines.base import EngineInputError, param_specs
+from .jobs.protocol import MissingVoxelSize
 
 
 class ProgressBar:
@@ -158,7 +159,13 @@ def _wants_batch(args: argparse.Namespace) -> bool:
 def cmd_reconstruct(args: argparse.Namespace, param_names: list[str]) -> int:
     """``lfrecon reconstruct``: one input file → one volume file (OME-Zarr outputs run chunk by chunk)."""
     from .api import reconstruct
+    from .io.outputs import check_output_file
 
+    engine = engines.get(args.engine)
+    if engine.kind != "reconstruct":
+        hint = f"train with `lfrecon train {engine.trains}`" if engine.kind == "train" else "use `lfrecon calibrate`"
+        raise EngineInputError(f"{args.engine!r} is a {engine.kind} engine, not a reconstruction engine: {hint}")
+    check_output_file(args.output, inputs=[args.input], overwrite=args.overwrite)
     if _wants_batch(args):
         return cmd_reconstruct_batch(args, param_names)
     image = _read_image(Path(args.input))
@@ -244,9 +251,11 @@ def cmd_reconstruct_batch(args: argparse.Namespace, param_names: list[str]) -> i
 def cmd_demo(args: argparse.Namespace) -> int:
     """``lfrecon demo``: reconstruct the shipped LFM sample with RL and write a TIFF."""
     from .api import reconstruct
+    from .io.outputs import check_output_folder
     from .io.tiff import write_tiff
     from .samples import load_sample
 
+    check_output_folder(args.out)
     sample = load_sample("lfm")
     print(f"sample 'lfm': {sample['description']}")
     volume = reconstruct(
@@ -472,10 +481,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "bench": cmd_bench,
                 "calibrate": cmd_calibrate,
             }[args.command](args)
-        except (EngineInputError, ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
+        except MissingVoxelSize as exc:
+            print(f"lfrecon: error: {exc.reason}: pass --voxel-size DZ DY DX", file=sys.stderr)
+            return 2
+        except (EngineInputError, ValueError, FileNotFoundError, KeyError, RuntimeError, OSError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             print(f"lfrecon: error: {message}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            where = Path(getattr(args, "output", "") or "")
+            kept = (
+                "; chunks already written are kept: run the same command to resume"
+                if "".join(where.suffixes).lower().endswith(".zarr")
+                else "; nothing was written"
+            )
+            print(f"lfrecon: interrupted{kept}", file=sys.stderr)
+            return 130
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:

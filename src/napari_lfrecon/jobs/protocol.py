@@ -36,7 +36,15 @@ class UnknownName(EngineInputError, KeyError):
 
 
 class MissingVoxelSize(EngineInputError):
-    """The data's voxel size is needed and unknown; each interface says how to give it."""
+    """The data's voxel size is needed and unknown; each interface says how to give it.
+
+    ``reason`` is the interface-neutral sentence; the message may add the
+    interface's own words (``voxel_size=`` in Python, ``--voxel-size`` on the command line).
+    """
+
+    def __init__(self, reason: str, how: str = "") -> None:
+        super().__init__(f"{reason}{': ' + how if how else ''}")
+        self.reason = reason
 
 
 class DeviceUnavailable(LfreconError, RuntimeError):

@@ -89,7 +89,7 @@ def prepare_inputs(engine: Any, inputs: Inputs, camera: Camera | None = None) ->
         )
     if engine.kind == "reconstruct" and engine.output_voxel_size(prepared) is None:
         raise MissingVoxelSize(
-            f"the data's voxel size is unknown and engine {engine.name!r} needs it: give (dz, dy, dx) in µm"
+            f"the data's voxel size is unknown and engine {engine.name!r} needs it", "give (dz, dy, dx) in µm"
         )
     engine.check(prepared)
     return prepared
