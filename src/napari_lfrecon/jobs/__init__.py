@@ -15,6 +15,7 @@ from .protocol import (
     Update,
     UpdateKind,
     Volume,
+    result_of,
 )
 from .runner import Cancelled, Event, Failed, Warned, error_message, prepare_inputs, run_job, stream_job
 
@@ -42,6 +43,7 @@ __all__ = [
     "param",
     "param_specs",
     "prepare_inputs",
+    "result_of",
     "run_job",
     "stream_job",
 ]

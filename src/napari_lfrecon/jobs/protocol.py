@@ -9,6 +9,7 @@ type lives above, in ``psf``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -70,6 +71,20 @@ class Update:
     fraction: float = 0.0
     message: str = ""
     data: Any = None
+
+
+def result_of(updates: Iterable[Update]) -> Any:
+    """Run a stream of updates to its end and return the data of its ``result`` update.
+
+    Raises :class:`JobCancelled` when the stream ends without one (it was stopped).
+    """
+    result, finished = None, False
+    for update in updates:
+        if update.kind == "result":
+            result, finished = update.data, True
+    if not finished:
+        raise JobCancelled("the run stopped before its result")
+    return result
 
 
 @dataclass

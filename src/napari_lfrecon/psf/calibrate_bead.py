@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..jobs.protocol import Update, Volume
+from ..jobs.protocol import Update, Volume, result_of
 from .model import PSF
 from .pupil import (
     aberrated_pupil,
@@ -573,10 +573,4 @@ def calibrate_bead(
     **kwargs: Any,
 ) -> BeadCalibration:
     """Run :func:`calibrate_bead_stream` to the end and return its :class:`BeadCalibration`."""
-    result = None
-    for update in calibrate_bead_stream(stack, voxel_size, na, wavelength_um, immersion_index, **kwargs):
-        if update.kind == "result":
-            result = update.data
-    if result is None:
-        raise RuntimeError("the bead fit was cancelled before it finished")
-    return result
+    return result_of(calibrate_bead_stream(stack, voxel_size, na, wavelength_um, immersion_index, **kwargs))

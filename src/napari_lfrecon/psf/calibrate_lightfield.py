@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..jobs.protocol import Update
+from ..jobs.protocol import Update, result_of
 from ..physics.lightfield import raw_to_views
 
 #: Relative disagreement between measured and nominal pitch that is reported.
@@ -310,7 +310,7 @@ def calibrate_lightfield(
     stream = calibrate_lightfield_stream(
         radiometry, dark, nominal_pitch_px=nominal_pitch_px, min_period=min_period, max_period=max_period, blocks=blocks
     )
-    return [update for update in stream if update.kind == "result"][-1].data
+    return result_of(stream)
 
 
 def nominal_pitch_px(lenslet_pitch_um: float, camera_pixel_um: float, relay_magnification: float = 1.0) -> float:

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ..jobs.protocol import Update
+from ..jobs.protocol import Update, result_of
 from .xlfm import XLFMOptics, view_windows, windows_overlap
 
 #: The detection threshold sits this fraction of the way from the background to the bright tail.
@@ -368,7 +368,7 @@ def calibrate_xlfm(
     frame too small to calibrate.
     """
     stream = calibrate_xlfm_stream(image, dark=dark, optics=optics, view_size=view_size, smooth_sigma=smooth_sigma)
-    return [update for update in stream if update.kind == "result"][-1].data
+    return result_of(stream)
 
 
 def calibrate_xlfm_stream(
