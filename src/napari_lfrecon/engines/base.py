@@ -11,7 +11,7 @@ through :mod:`napari_lfrecon.jobs.runner`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,10 +23,12 @@ from ..jobs.protocol import (
     DataDescription,
     EngineInputError,
     Inputs,
+    StopFlag,
     TrainInputs,
     Update,
     UpdateKind,
     Volume,
+    never,
 )
 
 #: Float32 copies of (input + output) the default memory model assumes an engine holds at its peak.
@@ -54,12 +56,7 @@ class Engine:
     data_kinds: ClassVar[tuple[str, ...]] = ()
 
     def run(
-        self,
-        inputs: Inputs,
-        params: Any,
-        *,
-        device: torch.device,
-        should_stop: Callable[[], bool] = lambda: False,
+        self, inputs: Inputs, params: Any, *, device: torch.device, should_stop: StopFlag = never
     ) -> Iterator[Update]:
         """Yield ``Update``s; the last one is ``kind="result"``. Check ``should_stop()`` at each yield."""
         raise NotImplementedError
@@ -114,12 +111,7 @@ class TrainingEngine(Engine):
     trainer: ClassVar[Any] = None
 
     def run(
-        self,
-        inputs: Inputs,
-        params: Any,
-        *,
-        device: torch.device,
-        should_stop: Callable[[], bool] = lambda: False,
+        self, inputs: Inputs, params: Any, *, device: torch.device, should_stop: StopFlag = never
     ) -> Iterator[Update]:
         """Train on the shared loop: progress every step, the loss, previews, weights and result at the end."""
         yield from self.trainer(inputs, params, device).run(should_stop)
@@ -134,6 +126,8 @@ class CalibrationEngine(Engine):
 
 
 __all__ = [
+    "StopFlag",
+    "never",
     "CalibrateInputs",
     "CalibrationEngine",
     "TrainingEngine",

@@ -9,7 +9,7 @@ fits arrive as metrics and the coefficients as ``zernike_<j>`` metrics. See :mod
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 
 from ..psf.calibrate_bead import DEFAULT_MODES, calibrate_bead_stream
 from . import register
-from .base import CalibrateInputs, CalibrationEngine, EngineInputError, Update, param
+from .base import CalibrateInputs, CalibrationEngine, EngineInputError, StopFlag, Update, never, param
 
 #: The nominal optics a bead fit starts from (``CalibrateInputs.optics``).
 OPTICS = ("na", "wavelength_um", "immersion_index")
@@ -43,12 +43,7 @@ class BeadFit(CalibrationEngine):
     Params = BeadFitParams
 
     def run(
-        self,
-        inputs: CalibrateInputs,
-        params: BeadFitParams,
-        *,
-        device: torch.device,
-        should_stop: Callable[[], bool] = lambda: False,
+        self, inputs: CalibrateInputs, params: BeadFitParams, *, device: torch.device, should_stop: StopFlag = never
     ) -> Iterator[Update]:
         """Stream the unaberrated then the aberrated fit; the result is the :class:`BeadCalibration`."""
         modes = tuple(j for j in (3, *range(5, params.max_mode + 1)))

@@ -17,7 +17,7 @@ the implied LFM PSF are made from it by the caller (see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ import torch
 
 from ..psf.calibrate_lightfield import calibrate_lightfield_stream, nominal_pitch_px
 from . import register
-from .base import CalibrateInputs, CalibrationEngine, EngineInputError, Update, param
+from .base import CalibrateInputs, CalibrationEngine, EngineInputError, StopFlag, Update, never, param
 
 #: Relative pitch disagreement above which the optics are taken to contradict the measurement (an error).
 PITCH_CONTRADICTION = 0.10
@@ -76,7 +76,7 @@ class LightFieldCalibrate(CalibrationEngine):
         params: LightFieldCalibrateParams,
         *,
         device: torch.device,
-        should_stop: Callable[[], bool] = lambda: False,
+        should_stop: StopFlag = never,
     ) -> Iterator[Update]:
         """Stream the lattice fit; the result is the :class:`LightFieldCalibration`."""
         radiometry = inputs.frames["radiometry"]

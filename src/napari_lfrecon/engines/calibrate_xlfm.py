@@ -12,7 +12,7 @@ gives the views).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ import torch
 from ..psf.calibrate_xlfm import SMOOTH_SIGMA_PX, calibrate_xlfm_stream, xlfm_optics_from_dict
 from ..psf.xlfm import XLFMOptics
 from . import register
-from .base import CalibrateInputs, CalibrationEngine, EngineInputError, Update, param
+from .base import CalibrateInputs, CalibrationEngine, EngineInputError, StopFlag, Update, never, param
 
 #: Key of ``CalibrateInputs.optics`` holding an :class:`XLFMOptics` object (instead of its fields).
 OPTICS_OBJECT_KEY = "xlfm"
@@ -67,7 +67,7 @@ class XLFMCalibrate(CalibrationEngine):
         params: XLFMCalibrateParams,
         *,
         device: torch.device,
-        should_stop: Callable[[], bool] = lambda: False,
+        should_stop: StopFlag = never,
     ) -> Iterator[Update]:
         """Stream detection, refinement and matching; the result is the :class:`XLFMCalibration`."""
         size = (params.view_height, params.view_width)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from . import register
-from .base import Engine, EngineInputError, Inputs, Update, Volume, param
+from .base import Engine, EngineInputError, Inputs, StopFlag, Update, Volume, never, param
 from .niiv_field import NiivField, check_stack
 from .niiv_model import NiivConfig, NiivNet
 
@@ -180,12 +180,7 @@ class Niiv(Engine):
     needs_psf = False
 
     def run(
-        self,
-        inputs: Inputs,
-        params: NiivParams,
-        *,
-        device: torch.device,
-        should_stop: Callable[[], bool] = lambda: False,
+        self, inputs: Inputs, params: NiivParams, *, device: torch.device, should_stop: StopFlag = never
     ) -> Iterator[Update]:
         """Load the weights, encode and decode the xz and yz slices in batches, yield the fused volume."""
         started = time.perf_counter()

@@ -18,7 +18,7 @@ import torch
 
 from ..modalities import for_psf, forward_model
 from . import register
-from .base import Engine, EngineInputError, Inputs, Update, param
+from .base import Engine, EngineInputError, Inputs, StopFlag, Update, never, param
 from .validation import checked_measurement
 
 #: Smallest model value a ratio divides by: keeps empty regions from producing Inf.
@@ -134,12 +134,7 @@ class RichardsonLucy(Engine):
     Params = RLParams
 
     def run(
-        self,
-        inputs: Inputs,
-        params: RLParams,
-        *,
-        device: torch.device,
-        should_stop: Callable[[], bool] = lambda: False,
+        self, inputs: Inputs, params: RLParams, *, device: torch.device, should_stop: StopFlag = never
     ) -> Iterator[Update]:
         """Stream RL: a progress and (by default) a preview every iteration, then the result."""
         if inputs.psf is None:

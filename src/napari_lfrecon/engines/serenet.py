@@ -27,7 +27,7 @@ import torch
 from ..psf.model import PSF
 from ..tiling import Blender, TileGrid, each_tile
 from . import register
-from .base import Engine, EngineInputError, Inputs, Update, param
+from .base import Engine, EngineInputError, Inputs, StopFlag, Update, never, param
 from .serenet_data import (
     measurement_to_views,
     parse_view_indices,
@@ -238,12 +238,7 @@ class SeReNet(Engine):
     Params = SeReNetParams
 
     def run(
-        self,
-        inputs: Inputs,
-        params: SeReNetParams,
-        *,
-        device: torch.device,
-        should_stop: Callable[[], bool] = lambda: False,
+        self, inputs: Inputs, params: SeReNetParams, *, device: torch.device, should_stop: StopFlag = never
     ) -> Iterator[Update]:
         """Load the weights, build the psfshift stack, run the network (tiled if asked), yield the volume."""
         from .validation import checked_measurement

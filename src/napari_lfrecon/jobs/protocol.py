@@ -9,13 +9,20 @@ type lives above, in ``psf``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 UpdateKind = Literal["progress", "preview", "metric", "result"]
+#: ``should_stop()``: true once the user asked the job to stop (engines check it at every yield).
+StopFlag = Callable[[], bool]
+
+
+def never() -> bool:
+    """The stop flag of a job nobody cancels."""
+    return False
 
 
 class LfreconError(Exception):
