@@ -3,6 +3,7 @@
 from .params import jsonable, make_params, param, param_specs
 from .protocol import (
     CalibrateInputs,
+    DamagedFile,
     DataDescription,
     DeviceUnavailable,
     EngineInputError,
@@ -24,6 +25,7 @@ from .runner import Cancelled, Event, Failed, Warned, error_message, prepare_inp
 __all__ = [
     "CalibrateInputs",
     "Cancelled",
+    "DamagedFile",
     "DataDescription",
     "EngineInputError",
     "Event",

@@ -59,6 +59,23 @@ class DeviceUnavailable(LfreconError, RuntimeError):
     """A requested compute device does not exist or is not available on this machine."""
 
 
+class DamagedFile(LfreconError, ValueError):
+    """An input file is damaged, truncated or not in a format we read; the message names the file and the damage.
+
+    Readers raise it in place of the raw errors a damaged file provokes inside
+    the file libraries (``struct.error``, ``zlib.error``, ``KeyError``, ...).
+    """
+
+    def __init__(self, path: Any, what: str) -> None:
+        super().__init__(f"damaged or unsupported file: {path}: {what}")
+        self.path = str(path)
+        self.what = what
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt from (path, what), not from the formatted message: it crosses process boundaries in dask
+        return (type(self), (self.path, self.what))
+
+
 class JobCancelled(LfreconError):
     """Raised by :func:`napari_lfrecon.jobs.run_job` when its stop flag ended the run before a result."""
 
