@@ -175,3 +175,20 @@ def test_rl_started_from_an_earlier_estimate_continues_it():
     zeroed = ten.clone()
     zeroed[0, 4] = 0
     assert float(run(5, initial=zeroed)[0, 4].max()) > 0
+
+
+@pytest.mark.parametrize("factor", [1e-6, 1e-40, 1e6])
+def test_rl_result_scales_with_the_data(factor):
+    """RL is scale-equivariant: data × f gives the result × f (its floors must not depend on the data's units)."""
+    psf = gaussian_psf((5, 7, 7))
+    data, _ = blurred_points(psf)
+    data = data + 2.0  # an offset: the background term is scaled too
+    reference = nl.reconstruct("rl", data, psf, voxel_size=VOXEL, iterations=15, background=1.0).data
+    scaled = nl.reconstruct(
+        "rl", data.astype(np.float64) * factor, psf, voxel_size=VOXEL, iterations=15, background=1.0 * factor
+    ).data
+    assert np.all(np.isfinite(scaled))
+    # 1e-40 is below float32's normal range (denormals keep ~2 digits there): a looser bound, but never zeros
+    tolerance = 1e-4 if factor >= 1e-30 else 5e-2
+    peak = float(reference.max())
+    assert np.max(np.abs(scaled / factor - reference)) <= tolerance * peak

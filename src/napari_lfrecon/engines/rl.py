@@ -140,10 +140,16 @@ class RichardsonLucy(Engine):
         if inputs.psf is None:
             raise EngineInputError("Richardson–Lucy needs a PSF (a PSF file, a PSF object or, for widefield, an array)")
         data = checked_measurement(inputs.data, non_negative=True)
+        # RL runs on the data divided by its maximum, and the result is scaled back: its floors (_EPS, the
+        # flat start's division) are absolute numbers, which would dim or zero data far from photon counts
+        # (1e-6 came back 100× too dim, 1e-40 all zeros). RL itself is scale-equivariant, so this only
+        # removes the floors' dependence on the data's units.
+        scale = float(data.max())
+        data /= scale
         model = forward_model(inputs.psf, data.shape, boundary=params.boundary)
         model.operator.to(device)
         y = torch.as_tensor(model.prepare(data), device=device)[None]
-        background = float(np.percentile(data, 1)) if params.estimate_background else params.background
+        background = float(np.percentile(data, 1)) if params.estimate_background else params.background / scale
         started = time.perf_counter()
         yield Update("progress", 0.0, f"RL on {inputs.psf.modality} data {data.shape} → volume {model.volume_shape}")
         steps = richardson_lucy(
@@ -164,12 +170,15 @@ class RichardsonLucy(Engine):
                     yield Update("progress", fraction, f"cancelled after iteration {k}")
                     return
                 if params.preview_every and (k % params.preview_every == 0) and k < params.iterations:
-                    yield Update("preview", fraction, f"iteration {k}", _to_numpy(model.crop_output(x)))
+                    yield Update("preview", fraction, f"iteration {k}", _to_numpy(model.crop_output(x), scale))
         assert x is not None
         elapsed = time.perf_counter() - started
         yield Update("metric", 1.0, "seconds", ("seconds", elapsed))
         yield Update(
-            "result", 1.0, f"done: {params.iterations} iterations in {elapsed:.2f} s", _to_numpy(model.crop_output(x))
+            "result",
+            1.0,
+            f"done: {params.iterations} iterations in {elapsed:.2f} s",
+            _to_numpy(model.crop_output(x), scale),
         )
 
     def output_voxel_size(self, inputs: Inputs) -> tuple[float, float, float] | None:
@@ -206,5 +215,9 @@ class RichardsonLucy(Engine):
         return int(for_psf(inputs.psf).frame_bytes(inputs.psf, frame, volume, params.boundary))
 
 
-def _to_numpy(volume: torch.Tensor) -> np.ndarray:
-    return volume[0].detach().to("cpu", torch.float32).numpy().copy()
+def _to_numpy(volume: torch.Tensor, scale: float = 1.0) -> np.ndarray:
+    """The first volume of a batch as a float32 numpy copy, multiplied by ``scale`` (the data's units)."""
+    out = volume[0].detach().to("cpu", torch.float32).numpy().copy()
+    if scale != 1.0:
+        out *= np.float32(scale)
+    return out
