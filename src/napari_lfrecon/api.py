@@ -38,6 +38,43 @@ def as_psf(psf: PSF | str | Path | np.ndarray | None, voxel_size: tuple[float, f
     return PSF(array=array, modality="widefield", voxel_size=voxel_size)
 
 
+#: Largest PSF (voxels) :func:`psf_on_data_grid` makes by resampling (a data grid far finer than the PSF's).
+MAX_RESAMPLED_PSF_VOXELS = 2**26
+
+
+def psf_on_data_grid(psf: PSF | None, voxel_size: tuple[float, ...] | None) -> PSF | None:
+    """``psf`` sampled at the data's ``voxel_size`` when its modality lives on the data grid (widefield).
+
+    The data's sampling is honoured, never overridden: a widefield PSF at
+    another voxel size is resampled (:func:`napari_lfrecon.psf.resample.resample_psf`).
+    Without a ``voxel_size`` the data is taken at the PSF's own sampling.
+    Light-field and XLFM PSFs carry their own optics and object grid and are
+    returned as they are. Every output format (TIFF, OME-Zarr, the API) goes
+    through here, so they agree.
+    """
+    if psf is None or voxel_size is None:
+        return psf
+    from . import modalities
+
+    if not modalities.for_psf(psf).psf_on_data_grid:
+        return psf
+    if len(voxel_size) != 3:
+        raise EngineInputError(f"the data's voxel size must be (dz, dy, dx) in µm, got {tuple(voxel_size)}")
+    if np.allclose(psf.voxel_size, voxel_size, rtol=1e-6):
+        return psf
+    from .psf.resample import resample_psf
+
+    # The resampled PSF keeps its physical extent: a much finer data grid makes it huge. Refuse that up front.
+    shape = np.asarray(psf.array.shape)
+    new_shape = 2 * np.floor((shape // 2) * np.asarray(psf.voxel_size) / np.asarray(voxel_size) + 1e-9) + 1
+    if float(np.prod(new_shape)) > MAX_RESAMPLED_PSF_VOXELS:
+        raise EngineInputError(
+            f"the PSF ({tuple(psf.voxel_size)} µm voxels) resampled to the data's {tuple(voxel_size)} µm would have "
+            f"{tuple(int(n) for n in new_shape)} voxels: check the voxel sizes or give a PSF at the data's sampling"
+        )
+    return resample_psf(psf, tuple(float(v) for v in voxel_size))  # type: ignore[arg-type]
+
+
 def reconstruct(
     engine_name: str,
     data: Any,
@@ -58,7 +95,8 @@ def reconstruct(
     a plain array at the data's ``voxel_size``. ``camera`` converts raw ADU to
     photo-electrons first. With ``channel_axis``, each channel is run on its
     own with ``psf[i]`` (a sequence of PSFs, one per channel and wavelength)
-    and the result is ``(C, Z, Y, X)``. ``params`` are the engine's ``Params``
+    and the result is ``(C, Z, Y, X)``. A widefield PSF at another sampling
+    than ``voxel_size`` is resampled to it (:func:`psf_on_data_grid`). ``params`` are the engine's ``Params``
     fields (e.g. ``iterations=30`` for ``rl``). ``progress(fraction, message)``
     is called as the engine runs. The input array is never modified.
     """
@@ -73,7 +111,7 @@ def reconstruct(
     array = np.asarray(data)
     if channel_axis is not None:
         return _per_channel(engine_name, array, psf, channel_axis, voxel_size, camera, device, progress, params)
-    psf_obj = as_psf(psf, voxel_size)
+    psf_obj = psf_on_data_grid(as_psf(psf, _voxel(voxel_size)), _voxel(voxel_size))
     settings = make_params(engine.Params, params)
     inputs = engine.inputs_type(data=array, psf=psf_obj, voxel_size=_voxel(voxel_size))
 

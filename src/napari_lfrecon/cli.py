@@ -118,12 +118,25 @@ def _load_psf(args: argparse.Namespace, voxel_size: tuple[float, ...] | None):
         raise EngineInputError(
             "a TIFF PSF is read at the data's voxel size, which is unknown: pass --voxel-size or --psf-voxel-size"
         )
-    psf = as_psf(np.asarray(psf_image.data, dtype=np.float32), psf_voxel)  # type: ignore[arg-type]
-    if voxel_size is not None and tuple(psf_voxel) != tuple(voxel_size):
-        from .psf.resample import resample_psf
+    return as_psf(np.asarray(psf_image.data, dtype=np.float32), psf_voxel)  # type: ignore[arg-type]
 
-        psf = resample_psf(psf, voxel_size)  # type: ignore[arg-type]
-    return psf
+
+def _psf_for_input(args: argparse.Namespace, voxel_size: tuple[float, ...] | None):
+    """The ``--psf`` at the input's sampling: the one path for TIFF and OME-Zarr outputs alike.
+
+    A widefield PSF lives on the data grid: it is resampled to the input's
+    voxel size (:func:`napari_lfrecon.api.psf_on_data_grid`), and an input that
+    states none is refused rather than silently read at the PSF's sampling.
+    """
+    from . import modalities
+    from .api import psf_on_data_grid
+
+    psf = _load_psf(args, voxel_size)
+    if psf is not None and modalities.for_psf(psf).psf_on_data_grid and (voxel_size is None or len(voxel_size) != 3):
+        raise EngineInputError(
+            f"the input {args.input} states no (dz, dy, dx) voxel size: pass --voxel-size DZ DY DX (µm)"
+        )
+    return psf_on_data_grid(psf, voxel_size)
 
 
 def _camera(args: argparse.Namespace):
@@ -170,7 +183,7 @@ def cmd_reconstruct(args: argparse.Namespace, param_names: list[str]) -> int:
         return cmd_reconstruct_batch(args, param_names)
     image = _read_image(Path(args.input))
     voxel_size = _voxel(args.voxel_size) or (tuple(image.voxel_size) if image.voxel_size else None)
-    psf = _load_psf(args, voxel_size)
+    psf = _psf_for_input(args, voxel_size)
     camera = _camera(args)
     params = {name: getattr(args, name) for name in param_names}
     started = time.perf_counter()
@@ -198,7 +211,6 @@ def cmd_reconstruct(args: argparse.Namespace, param_names: list[str]) -> int:
 
 def cmd_reconstruct_batch(args: argparse.Namespace, param_names: list[str]) -> int:
     """``lfrecon reconstruct … OUT.zarr``: chunked, resumable, optionally distributed (``napari_lfrecon.batch``)."""
-    from . import modalities
     from .batch import open_source, parse_size, run_batch
 
     output = Path(args.output)
@@ -208,16 +220,7 @@ def cmd_reconstruct_batch(args: argparse.Namespace, param_names: list[str]) -> i
         raise EngineInputError(f"--workers must be ≥ 1, got {args.workers}")
     source, header = open_source(args.input)
     voxel_size = _voxel(args.voxel_size) or (tuple(header.voxel_size) if header.voxel_size else None)
-    psf = _load_psf(args, voxel_size)
-    if psf is not None and modalities.for_psf(psf).psf_on_data_grid:  # the PSF must match the input's voxel size
-        if voxel_size is None or len(voxel_size) != 3:
-            raise EngineInputError(
-                f"the input {args.input} states no (dz, dy, dx) voxel size: pass --voxel-size DZ DY DX (µm)"
-            )
-        if not np.allclose(psf.voxel_size, voxel_size, rtol=1e-6):
-            from .psf.resample import resample_psf
-
-            psf = resample_psf(psf, voxel_size)  # type: ignore[arg-type]
+    psf = _psf_for_input(args, voxel_size)
     params = {name: getattr(args, name) for name in param_names}
     summary = run_batch(
         source,

@@ -367,9 +367,11 @@ def run_batch(
     thread. ``progress(fraction, message)`` is called per finished chunk.
     """
     from .. import engines
+    from ..api import psf_on_data_grid
     from ..engines.base import EngineInputError, make_params
 
     _fix_malloc_thresholds()
+    psf = psf_on_data_grid(psf, voxel_size)  # as every other path does: the data's sampling is honoured
     engine_obj = engines.get(engine)
     if engine_obj.kind != "reconstruct":
         raise EngineInputError(f"batch runs reconstruct; engine {engine!r} is a {engine_obj.kind} engine")
