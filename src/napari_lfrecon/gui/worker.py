@@ -26,6 +26,20 @@ preview layer is removed.
 
 The input layer's array is handed to the engine as a read-only view: engines
 copy what they change, and nothing here writes to it.
+
+Previews never stall the viewer: the worker thread sends at most one preview per
+:data:`PREVIEW_INTERVAL_S` (keeping the latest one back, and sending it first if
+the run is cancelled) with its contrast limits computed there, and the main
+thread applies only the newest of any previews queued while it was busy.
+
+Closing: every run is registered per viewer (:func:`register_job`,
+:func:`running_job`). Closing the viewer cancels its runs, detaches them (no
+layer is touched any more) and waits a few seconds for their threads to end, so
+a script that closes its viewer mid-run neither raises nor aborts; a widget
+cancels its own run when it is closed (:func:`on_widget_closed`), and a widget
+opened again finds a run still going with :func:`running_job`. Callbacks into
+widgets go through :func:`connect_alive`, which drops calls to a widget whose
+Qt object is gone.
 """
 
 from __future__ import annotations
@@ -41,12 +55,14 @@ import numpy as np
 from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils.notifications import show_error, show_warning
 from psygnal import Signal
+from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer
 
 from .. import engines
 from ..camera import Camera
+from ..controllers.layers import axes_kwargs, result_name
 from ..device import describe_device, select_device
 from ..jobs import jsonable, make_params
-from ..jobs.protocol import EngineInputError, Volume
+from ..jobs.protocol import EngineInputError, Update, Volume
 from ..jobs.runner import Cancelled, Event, Failed, Warned, error_message, prepare_inputs, stream_job
 from ..psf.model import PSF
 from ._geometry import output_translate
@@ -57,28 +73,198 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Set to ``1`` to run engines synchronously on the calling thread (debugging, profiling).
 SYNC_ENV = "LFRECON_SYNC"
 
+#: At most one preview per this many seconds reaches the main thread (each one redraws the canvas).
+PREVIEW_INTERVAL_S = 0.25
+#: How long closing a viewer waits for its cancelled runs' threads to end (an engine stops within one step).
+CLOSE_WAIT_S = 10.0
+
 __all__ = [
+    "CLOSE_WAIT_S",
+    "PREVIEW_INTERVAL_S",
     "SYNC_ENV",
     "EngineRunner",
     "Event",
     "Job",
+    "PreviewFrame",
     "RunRequest",
+    "cancel_viewer_jobs",
+    "connect_alive",
     "error_message",
+    "on_widget_closed",
+    "qt_alive",
+    "register_job",
     "run_blocking",
+    "running_job",
     "start_job",
     "stream_job",
     "sync_requested",
 ]
 
 
-def _fit_contrast(layer: Any, volume: np.ndarray) -> None:
-    """Stretch the contrast over the whole volume: an improving estimate changes its range every step."""
-    # napari's own reset looks at the displayed slice only and keeps the old slider range.
+def volume_contrast(volume: np.ndarray) -> tuple[float, float]:
+    """``(low, high)`` over the whole volume, ``high > low`` (napari's own reset looks at one slice only)."""
     low, high = float(np.min(volume)), float(np.max(volume))
     if not high > low:
         high = low + 1.0
-    layer.contrast_limits_range = (low, high)
-    layer.contrast_limits = (low, high)
+    return low, high
+
+
+def _fit_contrast(layer: Any, contrast: tuple[float, float]) -> None:
+    """Stretch the layer's contrast to ``contrast``: an improving estimate changes its range every step."""
+    layer.contrast_limits_range = contrast
+    layer.contrast_limits = contrast
+
+
+@dataclass
+class PreviewFrame:
+    """A preview volume with its contrast limits, computed on the worker thread (never on the main one)."""
+
+    volume: np.ndarray
+    contrast: tuple[float, float]
+    fraction: float = 0.0
+
+
+def throttled_previews(events: Any, interval_s: float = PREVIEW_INTERVAL_S) -> Any:
+    """``events`` with previews thinned to one per ``interval_s`` and turned into :class:`PreviewFrame` s.
+
+    Runs on the worker thread. A preview that arrives too soon is held back (the
+    newest wins); it is sent before a ``Cancelled`` event so the kept preview is
+    the last estimate, and dropped before a result (which replaces it anyway).
+    """
+    last_sent = -float("inf")
+    held: Update | None = None
+    for event in events:
+        if isinstance(event, Update) and event.kind == "preview":
+            now = time.perf_counter()
+            if now - last_sent >= interval_s:
+                volume = np.asarray(event.data)
+                yield PreviewFrame(volume, volume_contrast(volume), event.fraction)
+                last_sent, held = time.perf_counter(), None
+            else:
+                held = event
+            continue
+        if isinstance(event, Cancelled) and held is not None:
+            volume = np.asarray(held.data)
+            yield PreviewFrame(volume, volume_contrast(volume), held.fraction)
+            held = None
+        yield event
+
+
+# ------------------------------------------------------------------ runs per viewer, closing
+def qt_alive(obj: Any) -> bool:
+    """False once ``obj``'s C++ Qt object has been deleted (its Python wrapper may outlive it)."""
+    try:
+        obj.objectName()
+    except RuntimeError:
+        return False
+    return True
+
+
+def connect_alive(signal: Any, owner: QObject, callback: Callable[..., Any]) -> None:
+    """Connect ``callback`` to psygnal ``signal``; once ``owner`` (a widget) is deleted it disconnects itself.
+
+    A run outlives the widget that started it; without this its signals would
+    call into a deleted widget (``RuntimeError: wrapped C/C++ object … has been deleted``).
+    """
+
+    def guarded(*args: Any) -> None:
+        if not qt_alive(owner):
+            signal.disconnect(guarded)
+            return
+        callback(*args)
+
+    signal.connect(guarded)
+
+
+class _CloseWatcher(QObject):
+    """Calls ``on_close`` once: when the watched widget closes or leaves its parent (a dock closed)."""
+
+    def __init__(self, watched: QObject, on_close: Callable[[], None], *, parent_loss: bool) -> None:
+        super().__init__(watched)
+        self._on_close: Callable[[], None] | None = on_close
+        self._parent_loss = parent_loss
+        self._had_parent = watched.parent() is not None
+        watched.installEventFilter(self)
+        watched.destroyed.connect(lambda *_: self.fire())
+
+    def fire(self) -> None:
+        """Run the close callback (once)."""
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        """Fire on a close event, or when a docked widget loses its parent (napari's close button)."""
+        kind = event.type()
+        if kind == QEvent.Type.Close:
+            self.fire()
+        elif kind == QEvent.Type.ParentChange and self._parent_loss:
+            if watched.parent() is None and self._had_parent:
+                self.fire()
+            self._had_parent = watched.parent() is not None
+        return False
+
+
+def on_widget_closed(widget: QObject, on_close: Callable[[], None]) -> None:
+    """Call ``on_close`` once when ``widget`` is closed, removed from its dock or deleted."""
+    _CloseWatcher(widget, on_close, parent_loss=True)
+
+
+#: Running jobs per viewer: ``id(viewer) -> {key: runner}`` (runners have ``running``, ``cancel``, ``detach``).
+_VIEWER_JOBS: dict[int, dict[str, Any]] = {}
+_WATCHED_VIEWERS: set[int] = set()
+
+
+def running_job(viewer: Any, key: str) -> Any | None:
+    """The run registered under ``key`` for ``viewer`` while it is still running (else ``None``)."""
+    runner = _VIEWER_JOBS.get(id(viewer), {}).get(key)
+    return runner if runner is not None and runner.running else None
+
+
+def register_job(viewer: Any, key: str, runner: Any) -> None:
+    """Record ``runner`` as ``viewer``'s ``key`` run, so a reopened widget finds it and closing cancels it."""
+    _VIEWER_JOBS.setdefault(id(viewer), {})[key] = runner
+    _watch_viewer(viewer)
+
+
+def cancel_viewer_jobs(viewer: Any, wait_s: float = CLOSE_WAIT_S) -> None:
+    """Cancel and detach every run of ``viewer`` and wait up to ``wait_s`` for their threads to end."""
+    _detach_and_wait(list(_VIEWER_JOBS.pop(id(viewer), {}).values()), wait_s)
+
+
+def _detach_and_wait(runners: list[Any], wait_s: float) -> None:
+    for runner in runners:
+        runner.detach()
+    deadline = time.perf_counter() + wait_s
+    for runner in runners:
+        job = runner if isinstance(runner, Job) else getattr(runner, "job", None)
+        if job is not None:
+            job.exited.wait(max(0.0, deadline - time.perf_counter()))
+
+
+def _cancel_all_jobs() -> None:
+    runners = [runner for key in list(_VIEWER_JOBS) for runner in _VIEWER_JOBS.pop(key).values()]
+    _detach_and_wait(runners, CLOSE_WAIT_S)
+
+
+def _watch_viewer(viewer: Any) -> None:
+    if id(viewer) in _WATCHED_VIEWERS:
+        return
+    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+    if window is None:
+        return
+    _WATCHED_VIEWERS.add(id(viewer))
+    key = id(viewer)
+
+    def closing() -> None:
+        _WATCHED_VIEWERS.discard(key)
+        cancel_viewer_jobs(viewer)
+
+    _CloseWatcher(window, closing, parent_loss=False)
+    app = QCoreApplication.instance()
+    if app is not None and not getattr(app, "_lfrecon_quit_hook", False):
+        app.aboutToQuit.connect(_cancel_all_jobs)
+        app._lfrecon_quit_hook = True  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------ the one way to run work off the main thread
@@ -99,6 +285,10 @@ class Job:
         self.stop = stop if stop is not None else threading.Event()
         self.worker: GeneratorWorker | None = None
         self.done = False
+        #: Set by the worker thread itself when the work has ended (waitable without an event loop).
+        self.exited = threading.Event()
+        #: Once detached (its viewer closed), no callback runs any more.
+        self.detached = False
 
     @property
     def running(self) -> bool:
@@ -108,6 +298,26 @@ class Job:
     def cancel(self) -> None:
         """Ask the work to stop; generators see it through ``stop.is_set()``, and yields stop being pulled."""
         self.stop.set()
+
+    def detach(self) -> None:
+        """Cancel and drop every later callback (its widgets or viewer are gone)."""
+        self.detached = True
+        self.cancel()
+
+
+def _marking_exit(work: Callable[..., Any], exited: threading.Event) -> Callable[..., Any]:
+    """``work`` that sets ``exited`` on its own thread when it ends (generators: when exhausted or closed)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = work(*args, **kwargs)
+            if hasattr(result, "__next__"):
+                result = yield from result
+            return result
+        finally:
+            exited.set()
+
+    return run
 
 
 def start_job(
@@ -137,6 +347,8 @@ def start_job(
         kwargs["stop"] = stop
 
     def failed(exc: BaseException) -> None:
+        if job.detached:
+            return
         if on_error is not None:
             on_error(exc)
         else:
@@ -144,8 +356,13 @@ def start_job(
 
     def finished() -> None:
         job.done, job.worker = True, None
-        if on_finish is not None:
+        job.exited.set()
+        if on_finish is not None and not job.detached:
             on_finish()
+
+    def yielded(value: Any) -> None:
+        if not job.detached and on_yield is not None:
+            on_yield(value)
 
     if sync_requested(sync):
         try:
@@ -166,11 +383,11 @@ def start_job(
         finished()
         return job
     # errors are always handled here (on_error or show_error): napari must not re-raise them in the event loop
-    worker = thread_worker(work, start_thread=False, ignore_errors=True)(*args, **kwargs)
-    if on_yield is not None and hasattr(worker, "yielded"):
-        worker.yielded.connect(on_yield)
+    worker = thread_worker(_marking_exit(work, job.exited), start_thread=False, ignore_errors=True)(*args, **kwargs)
+    if on_yield is not None:
+        worker.yielded.connect(yielded)
     if on_return is not None:
-        worker.returned.connect(on_return)
+        worker.returned.connect(lambda value: None if job.detached else on_return(value))
     worker.errored.connect(failed)
     worker.finished.connect(finished)
     job.worker = worker
@@ -254,6 +471,14 @@ class EngineRunner:
         self._started = 0.0
         self._fraction = 0.0
         self._metrics: dict[str, float] = {}
+        self.job: Job | None = None
+        #: Set when the viewer closed: the run is cancelled and no layer is touched any more.
+        self.detached = False
+        # the newest preview not yet shown, and whether showing it is scheduled (main-thread coalescing)
+        self._pending_preview: PreviewFrame | None = None
+        self._preview_scheduled = False
+        #: The name this run is registered under for its viewer (a widget sets its own, e.g. ``"reconstruct"``).
+        self.job_key = f"{self.engine.name}-{id(self)}"
 
     # --------------------------------------------------------------- control
     @property
@@ -267,8 +492,9 @@ class EngineRunner:
             raise RuntimeError("an EngineRunner runs once; make a new one for another run")
         self.status = "running"
         self._started = time.perf_counter()
+        register_job(self.viewer, self.job_key, self)
         self.job = start_job(
-            stream_job,
+            _throttled_stream,
             self.engine,
             self.inputs,
             self.params,
@@ -287,9 +513,33 @@ class EngineRunner:
         """Ask the engine to stop; it does within one step, then :attr:`finished` fires with ``"cancelled"``."""
         self.stop_flag.set()
 
+    def detach(self) -> None:
+        """Cancel and stop touching the viewer (it is closing); :attr:`finished` still fires once, ``"cancelled"``."""
+        self.stop_flag.set()
+        if self.detached:
+            return
+        self.detached = True
+        self.preview_layer = None
+        self._pending_preview = None
+        if self.status == "running":
+            self.status, self.message = "cancelled", "the viewer was closed"
+            self.finished.emit(self.status, self.message)
+
     # ------------------------------------------------------ main-thread side
-    def _on_event(self, event: Event) -> None:
-        if isinstance(event, Warned):
+    def _on_event(self, event: Event | PreviewFrame) -> None:
+        if self.detached:
+            return
+        try:
+            self._handle_event(event)
+        except RuntimeError as exc:
+            if "deleted" not in str(exc):
+                raise
+            self.detach()  # a Qt object of the viewer is gone: the viewer is closing
+
+    def _handle_event(self, event: Event | PreviewFrame) -> None:
+        if isinstance(event, PreviewFrame):
+            self._queue_preview(event)
+        elif isinstance(event, Warned):
             show_warning(event.message)
         elif isinstance(event, Failed):
             self._end("failed", event.message)
@@ -302,14 +552,41 @@ class EngineRunner:
             name, value = event.data
             self._metrics[str(name)] = float(value)
             self.metric.emit(str(name), float(value))
-        elif event.kind == "preview":
-            self._show_preview(np.asarray(event.data))
+        elif event.kind == "preview":  # only when a stream is handled without throttled_previews
+            volume = np.asarray(event.data)
+            self._queue_preview(PreviewFrame(volume, volume_contrast(volume), event.fraction))
         elif event.kind == "result":
             self._show_result(event.data, event.message)
 
-    def _show_preview(self, volume: np.ndarray) -> None:
+    def _queue_preview(self, frame: PreviewFrame) -> None:
+        """Show ``frame`` now (sync mode, or a cancelled run's last one) or once the event loop is free.
+
+        Previews queued while the main thread was busy collapse to the newest one.
+        """
+        if self.sync or self.stop_flag.is_set():
+            self._pending_preview = None
+            self._show_preview(frame)
+            return
+        self._pending_preview = frame
+        if not self._preview_scheduled:
+            self._preview_scheduled = True
+            QTimer.singleShot(0, self._show_pending_preview)
+
+    def _show_pending_preview(self) -> None:
+        self._preview_scheduled = False
+        frame, self._pending_preview = self._pending_preview, None
+        if frame is not None and not self.detached:
+            try:
+                self._show_preview(frame)
+            except RuntimeError as exc:
+                if "deleted" not in str(exc):
+                    raise
+                self.detach()
+
+    def _show_preview(self, frame: PreviewFrame) -> None:
         if self.status != "running":
             return
+        volume = frame.volume
         layer = self.preview_layer
         if layer is None or layer not in self.viewer.layers:
             layer = self.viewer.add_image(
@@ -318,27 +595,31 @@ class EngineRunner:
                 scale=self._out_scale(volume),
                 translate=self._out_translate(volume),
                 metadata={"preview": True, "engine": self.engine.name},
+                contrast_limits=frame.contrast,
+                **self._axes(volume),
             )
             self.preview_layer = layer
         else:
             layer.data = volume
-        _fit_contrast(layer, volume)
+        _fit_contrast(layer, frame.contrast)
         self.previewed.emit(layer)
 
     def _show_result(self, result: Any, message: str) -> None:
         self.seconds = time.perf_counter() - self._started
         self.result = result
         volume = result if isinstance(result, Volume) else getattr(result, "volume", lambda: None)()
+        self._pending_preview = None
         self._remove_preview()
         if volume is not None:
             # the result carries its exact sampling (niiv knows it only after the run)
             self.output_voxel_size = tuple(float(v) for v in volume.voxel_size)
             self.result_layer = self.viewer.add_image(
                 volume.data,
-                name=f"{self.request.input_name} [{self.engine.name}]",
+                name=result_name(self.request.input_name, self.engine.name, self.params, self._layer_names()),
                 scale=self._out_scale(volume.data),
                 translate=self._out_translate(volume.data),
                 metadata={**volume.metadata, **self._metadata(volume.data)},
+                **self._axes(volume.data),
             )
         self.resulted.emit(result)
         self._end("done", message or "done")
@@ -353,11 +634,14 @@ class EngineRunner:
             show_error(f"{self.engine.title or self.engine.name} failed: {message}")
         elif status == "cancelled" and self.preview_layer is not None:
             layer = self.preview_layer
-            layer.name = f"{self.request.input_name} [{self.engine.name} cancelled]"
+            names = [name for name in self._layer_names() if name != layer.name]
+            layer.name = result_name(self.request.input_name, self.engine.name, self.params, names, " cancelled")
             layer.metadata = {**self._metadata(layer.data), "cancelled": True, "fraction": self._fraction}
             self.cancelled_layer, self.preview_layer = layer, None
 
     def _on_worker_finished(self) -> None:
+        if self.detached:
+            return  # detach() already said "cancelled"
         if self.status == "running":
             # The stream always ends with result/Failed/Cancelled; reaching here means the worker was killed.
             self._end("failed", "the worker stopped before the engine finished")
@@ -369,6 +653,14 @@ class EngineRunner:
         self.preview_layer = None
 
     # ---------------------------------------------------------------- layers
+    def _layer_names(self) -> list[str]:
+        return [layer.name for layer in self.viewer.layers]
+
+    def _axes(self, volume: np.ndarray) -> dict[str, Any]:
+        """``units`` (µm on the spatial axes) and ``axis_labels`` (z, y, x) of an output layer."""
+        spatial = min(len(self.output_voxel_size), volume.ndim)
+        return axes_kwargs(volume.ndim, spatial) if spatial else {}
+
     def _out_scale(self, volume: np.ndarray) -> tuple[float, ...]:
         voxel = self.output_voxel_size
         # A batch/channel axis in front of the volume keeps unit scale.
@@ -406,6 +698,11 @@ class EngineRunner:
             cam = request.camera
             metadata["camera"] = {"offset": cam.offset, "gain": cam.gain, "read_noise": cam.read_noise}
         return metadata
+
+
+def _throttled_stream(*args: Any, **kwargs: Any) -> Any:
+    """:func:`stream_job` with previews thinned and contrasted on the worker thread (:func:`throttled_previews`)."""
+    return throttled_previews(stream_job(*args, **kwargs), PREVIEW_INTERVAL_S)
 
 
 def run_blocking(viewer: napari.Viewer, request: RunRequest, on_progress: Callable[[float, str], None] | None = None):
