@@ -75,7 +75,9 @@ class InputSource:
         if self.kind == "zarr":
             from ..io.zarr_io import read_zarr
 
-            return np.array(read_zarr(self.path).data[region].compute(scheduler="sync"), dtype=np.float32)
+            # the store's chunks were counted when open_source opened it; a task reads one region
+            pixels = read_zarr(self.path, count_chunks=False).data[region]
+            return np.array(pixels.compute(scheduler="sync"), dtype=np.float32)
         raise ValueError(f"unknown input source kind {self.kind!r}")
 
     def identity(self) -> dict[str, Any]:
@@ -146,6 +148,7 @@ def open_source(path: str | Path) -> tuple[InputSource, Any]:
     The header's pixels are dropped (only its voxel size, axes and metadata are
     used); the source reads regions on demand.
     """
+    from ..io.damage import reading
     from ..io.tiff import _name_stack_axis, read_tiff
 
     path = Path(path)
@@ -156,7 +159,7 @@ def open_source(path: str | Path) -> tuple[InputSource, Any]:
         import tifffile
 
         header = read_tiff(path, lazy=True)
-        with tifffile.TiffFile(path) as tif:
+        with reading(path), tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             file_axes = _name_stack_axis(series.axes)
             file_shape = tuple(int(n) for n in series.shape)

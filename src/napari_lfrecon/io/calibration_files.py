@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from ..jobs.protocol import DamagedFile
 from ..psf.model import PSF_FILE_SUFFIX
+from .damage import describe, reading
 
 #: Suffix of a light-field calibration file (JSON: grid, optics, notes).
 LF_CALIBRATION_SUFFIX = ".lfcal.json"
@@ -81,6 +83,8 @@ _METADATA_KEYS = {
     "medium_index": "immersion_index",
     "supersample": "supersample",
 }
+#: Most PSF slices a metadata file may declare (a damaged one could ask for billions).
+MAX_METADATA_SLICES = 10_000
 #: A wavelength above this is taken to be in nanometres (napari-LF writes 593 for 593 nm).
 _WAVELENGTH_NM_ABOVE = 20.0
 
@@ -95,13 +99,20 @@ def read_lightfield_metadata(path: str | Path) -> dict[str, Any]:
     ``radiometry_file`` / ``dark_file`` / ``lightfield_file``.
     """
     path = Path(path)
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable JSON metadata file ({exc})") from exc
-    section = document.get("calibrate") if isinstance(document, dict) else None
-    if not isinstance(section, dict):
-        raise ValueError(f"{path} has no 'calibrate' section; expected a napari-LF metadata.txt")
+    if not path.is_file():
+        raise FileNotFoundError(f"no metadata file at {path}")
+    with reading(path):
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DamagedFile(path, f"not a readable JSON metadata file ({describe(exc)})") from exc
+        section = document.get("calibrate") if isinstance(document, dict) else None
+        if not isinstance(section, dict):
+            raise DamagedFile(path, "no 'calibrate' section; expected a napari-LF metadata.txt")
+        return _metadata_optics(path, document, section)
+
+
+def _metadata_optics(path: Path, document: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
     optics: dict[str, Any] = {}
     for key, name in _METADATA_KEYS.items():
         value = section.get(key)
@@ -113,6 +124,8 @@ def read_lightfield_metadata(path: str | Path) -> dict[str, Any]:
         optics["supersample"] = int(optics["supersample"])
     slices, step = section.get("num_slices"), section.get("um_per_slice")
     if isinstance(slices, int) and slices > 0 and isinstance(step, (int, float)) and step > 0:
+        if slices > MAX_METADATA_SLICES:
+            raise DamagedFile(path, f"declares {slices} PSF slices; more than {MAX_METADATA_SLICES} are not read")
         centre = float(section.get("z_center", 0.0) or 0.0)
         optics["z_planes_um"] = [centre + (i - (slices - 1) / 2) * float(step) for i in range(slices)]
     for key, name in (("radiometry_frame_file", "radiometry_file"), ("dark_frame_file", "dark_file")):
@@ -243,8 +256,13 @@ def read_xlfm_optics(path: str | Path) -> Any:
         if psf.modality != "xlfm":
             raise ValueError(f"{path} is a {psf.modality} PSF; expected an XLFM PSF for --optics")
         return xlfm_optics_from_dict(psf.optics, psf.arrays.get("centres"))
-    try:
-        values = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is neither an XLFM PSF file nor a JSON optics file ({exc})") from exc
-    return xlfm_optics_from_dict(values)
+    if not path.is_file():
+        raise FileNotFoundError(f"no XLFM optics file at {path}")
+    with reading(path):
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DamagedFile(path, f"neither an XLFM PSF file nor a JSON optics file ({describe(exc)})") from exc
+        if not isinstance(values, dict):
+            raise DamagedFile(path, f"the XLFM optics must be a JSON object, got {type(values).__name__}")
+        return xlfm_optics_from_dict(values)

@@ -18,6 +18,7 @@ silent). A file that states no voxel size gets ``voxel_size=None``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -27,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..jobs.protocol import DamagedFile
+from .damage import GuardedArray, check_declared_size, declared_bytes, reading
 from .image import (
     FORMAT_VERSION,
     METADATA_KEY,
@@ -53,6 +56,9 @@ _IMAGEJ_BULKY = {"Ranges", "LUTs", "Labels", "ROI", "Overlays", "Properties", "I
 #: TIFF ResolutionUnit values.
 _RESUNIT_CENTIMETER = 3
 _BOUNDING_BOX = re.compile(r"BoundingBox((?:\s+[-+0-9.eE]+){6})")
+#: Most pages of a series whose strips are checked against the file size before reading (a damaged
+#: file's IFD chain can declare any number; real stacks of this package's data have a few thousand).
+MAX_PAGES_CHECKED = 200_000
 #: Above this size a classic TIFF's 32-bit offsets overflow; switch to BigTIFF.
 _BIGTIFF_BYTES = 2**32 - 2**25
 
@@ -186,22 +192,26 @@ def read_tiff(path: str | Path, *, lazy: bool = False) -> ImageData:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no TIFF file at {path}")
-    try:
-        tif = tifffile.TiffFile(path)
-    except tifffile.TiffFileError as exc:
-        raise ValueError(f"{path} is not a readable TIFF file ({exc})") from exc
-    with tif:
-        if not tif.series:
-            raise ValueError(f"{path} holds no image series")
-        series = tif.series[0]
-        file_axes = _name_stack_axis(series.axes)
-        shape = tuple(series.shape)
-        keyframe = series.keyframe
-        tags = {tag.name: tag.value for tag in keyframe.tags.values()}
-        ij = tif.imagej_metadata
-        ome = tif.ome_metadata if tif.is_ome else None
-        shaped = tif.shaped_metadata
-        data = None if lazy else series.asarray()
+    with reading(path):
+        try:
+            tif = tifffile.TiffFile(path)
+        except tifffile.TiffFileError as exc:
+            raise DamagedFile(path, f"not a readable TIFF file ({exc})") from exc
+        with tif:
+            if not tif.series:
+                raise DamagedFile(path, "holds no image series")
+            series = tif.series[0]
+            check_tiff_series(path, series)
+            file_axes = _name_stack_axis(series.axes)
+            shape = tuple(series.shape)
+            keyframe = series.keyframe
+            tags = {tag.name: tag.value for tag in keyframe.tags.values()}
+            ij = tif.imagej_metadata
+            ome = tif.ome_metadata if tif.is_ome else None
+            shaped = tif.shaped_metadata
+            data = None if lazy else series.asarray()
+            if data is not None and data.size != math.prod(shape):
+                raise DamagedFile(path, f"holds {data.size} pixels where its series declares shape {shape}")
 
     file_info: dict[str, Any] = {"format": "tiff", "path": str(path), "file_axes": series.axes}
     document = _our_document(ij, shaped)
@@ -243,7 +253,8 @@ def read_tiff(path: str | Path, *, lazy: bool = False) -> ImageData:
     file_info["voxel_size_source"] = source if voxel_size is not None else None
 
     if data is None:
-        data = _lazy_pixels(path, tifffile)
+        with reading(path):
+            data = _lazy_pixels(path, tifffile)
     if data.shape != shape:  # tifffile squeezes the same way for both paths; guard anyway
         data = data.reshape(shape)
     if perm != list(range(len(perm))):
@@ -267,9 +278,62 @@ def _lazy_pixels(path: Path, tifffile: Any) -> Any:
         pass  # compressed, tiled or interleaved with IFDs: fall back to reading chunk by chunk
     import dask.array as da
     import zarr
+    from dask.base import tokenize
 
     store = tifffile.imread(path, aszarr=True, series=0, level=0)
-    return da.from_zarr(zarr.open(store, mode="r"))
+    pixels = zarr.open(store, mode="r")
+    # every chunk is decoded inside the reader boundary: a damaged strip is a DamagedFile, not a codec error
+    guarded = GuardedArray(pixels, path)
+    return da.from_array(guarded, chunks=pixels.chunks, name=f"read-tiff-{tokenize(str(path), _file_stamp(path))}")
+
+
+def _file_stamp(path: Path) -> tuple[int, int]:
+    """Size and modification time: a rewritten file gets new dask keys."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def check_tiff_series(path: str | Path, series: Any) -> None:
+    """Refuse a series whose pixels the file cannot hold: truncated pages, missing pages, absurd declared sizes.
+
+    Runs before any pixel is read. Contiguous uncompressed data must end
+    within the file; otherwise every page's strips or tiles must lie within
+    the file and hold (uncompressed) or be able to expand to (compressed) the
+    declared pixels. At most :data:`MAX_PAGES_CHECKED` pages are visited.
+    """
+    path = Path(path)
+    file_bytes = path.stat().st_size
+    if series.dtype is None:
+        raise DamagedFile(path, "its first series has no pixel type")
+    shape = tuple(int(n) for n in series.shape)
+    declared = declared_bytes(shape, series.dtype)
+    offset = series.dataoffset
+    if offset is not None:
+        if offset + declared > file_bytes:
+            raise DamagedFile(
+                path,
+                f"truncated: its pixels (shape {shape}, {series.dtype}) need bytes {offset}–{offset + declared} "
+                f"but the file ends at {file_bytes}",
+            )
+        return
+    pages = series.pages
+    if len(pages) > MAX_PAGES_CHECKED:
+        raise DamagedFile(path, f"its first series has {len(pages)} pages; more than {MAX_PAGES_CHECKED} are not read")
+    stored = 0
+    compressed = False
+    for index, page in enumerate(pages):
+        if page is None:
+            raise DamagedFile(path, f"page {index} of its first series is missing")
+        keyframe = getattr(page, "keyframe", page)
+        # bit-packed samples (1-bit masks, 12-bit) take fewer bytes than their dtype, like compressed ones
+        packed = int(keyframe.bitspersample) != np.dtype(series.dtype).itemsize * 8
+        compressed = compressed or packed or int(keyframe.compression) != 1
+        for start, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+            if start + count > file_bytes:
+                needed = f"bytes {start}–{start + count}"
+                raise DamagedFile(path, f"truncated: page {index} needs {needed} but the file ends at {file_bytes}")
+            stored += count
+    check_declared_size(path, shape, series.dtype, stored_bytes=stored, compressed=compressed)
 
 
 def _name_stack_axis(axes: str) -> str:

@@ -20,6 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..jobs.protocol import DamagedFile
+from .damage import describe, reading
+
 #: The safetensors metadata key that holds the JSON header.
 HEADER_KEY = "napari_lfrecon.weights"
 #: Header fields every weights file must have.
@@ -53,22 +56,32 @@ def save_weights(path: str | Path, tensors: Mapping[str, torch.Tensor | np.ndarr
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
-    """The JSON header of a weights file, without reading its tensors."""
+    """The JSON header of a weights file, without reading its tensors.
+
+    A file that is not safetensors, or whose header is not a JSON object
+    naming ``engine`` and ``version``, raises :class:`DamagedFile` (a ``ValueError``).
+    """
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types for foreign files
-        raise ValueError(f"{path} is not a safetensors weights file ({exc})") from exc
-    if HEADER_KEY not in metadata:
-        raise ValueError(f"{path} is a safetensors file but not napari-lfrecon weights (no '{HEADER_KEY}' header)")
-    header = json.loads(metadata[HEADER_KEY])
+    with reading(path):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+        except Exception as exc:  # safetensors raises its own error types for foreign files
+            raise DamagedFile(path, f"not a safetensors weights file ({describe(exc)})") from exc
+        if HEADER_KEY not in metadata:
+            raise DamagedFile(path, f"a safetensors file but not napari-lfrecon weights (no '{HEADER_KEY}' header)")
+        try:
+            header = json.loads(metadata[HEADER_KEY])
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise DamagedFile(path, f"the weights header is not JSON ({describe(exc)})") from exc
     if not isinstance(header, dict) or any(name not in header for name in REQUIRED_FIELDS):
-        raise ValueError(f"{path}: the weights header must be a JSON object with {list(REQUIRED_FIELDS)}")
+        raise DamagedFile(path, f"the weights header must be a JSON object with {list(REQUIRED_FIELDS)}")
+    if not isinstance(header["engine"], str):
+        raise DamagedFile(path, f"the weights header's 'engine' must be a name, got {header['engine']!r}")
     return header
 
 
@@ -76,14 +89,48 @@ def load_weights(path: str | Path, *, engine: str | None = None) -> tuple[dict[s
     """Read ``(tensors, header)`` from a weights file written by :func:`save_weights`.
 
     With ``engine``, a file made for another engine raises ``ValueError``
-    naming both. Tensors come back on the CPU.
+    naming both. Tensors come back on the CPU. A damaged file (header or
+    tensors) raises :class:`DamagedFile`.
     """
     from safetensors.torch import load_file
 
     header = read_header(path)
     if engine is not None and header["engine"] != engine:
         raise ValueError(f"{path} holds weights for engine {header['engine']!r}, not {engine!r}")
-    return load_file(str(path)), header
+    with reading(path):
+        try:
+            tensors = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for truncated or mangled tensors
+            raise DamagedFile(path, f"its tensors cannot be read ({describe(exc)})") from exc
+    return tensors, header
 
 
-__all__ = ["HEADER_KEY", "load_weights", "read_header", "save_weights"]
+def check_tensors(path: str | Path, tensors: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+    """Refuse weights whose tensor names or shapes differ from ``expected`` (e.g. a model's ``state_dict``).
+
+    Raises :class:`DamagedFile` naming the missing, unexpected and wrongly
+    shaped tensors (a few of each), before ``load_state_dict`` would fail with
+    a raw ``RuntimeError``. Extra tensors under other prefixes (e.g. optimiser
+    state in a checkpoint) are the caller's to drop first.
+    """
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [
+        f"{name} {tuple(tensors[name].shape)} (expected {tuple(expected[name].shape)})"
+        for name in sorted(set(tensors) & set(expected))
+        if tuple(tensors[name].shape) != tuple(expected[name].shape)
+    ]
+    problems = [
+        f"{label}: {', '.join(names[:_LISTED])}{' …' if len(names) > _LISTED else ''}"
+        for label, names in (("missing tensors", missing), ("unexpected tensors", unexpected), ("shapes", wrong))
+        if names
+    ]
+    if problems:
+        raise DamagedFile(path, "weights do not fit the network (" + "; ".join(problems) + ")")
+
+
+#: How many names of each kind a tensor-mismatch message lists.
+_LISTED = 5
+
+
+__all__ = ["HEADER_KEY", "check_tensors", "load_weights", "read_header", "save_weights"]

@@ -14,12 +14,16 @@ under ``"ome"``).
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..jobs.protocol import DamagedFile
+from .damage import GuardedArray, describe, reading
 from .image import (
     FORMAT_VERSION,
     METADATA_KEY,
@@ -130,43 +134,66 @@ def write_ome_zarr(
         da.store(array.rechunk(chunks), target, lock=False)
     else:
         target[...] = array
+    # zarr stores no chunk equal to the fill value; the count lets read_zarr tell such chunks from lost ones
+    document[STORED_CHUNKS_KEY] = int(target.nchunks_initialized)
     group.attrs.update({"multiscales": multiscales, METADATA_KEY: document})
     return path
 
 
-def read_zarr(path: str | Path) -> ImageData:
+def read_zarr(path: str | Path, *, count_chunks: bool = True) -> ImageData:
     """Read an OME-Zarr image (first multiscale, full resolution) or a plain zarr array, lazily as dask.
 
     OME-Zarr space axes with a length unit give ``voxel_size`` (µm); a plain
     array, or space axes without a unit, give ``voxel_size=None``.
+
+    Damaged metadata raises :class:`~napari_lfrecon.jobs.DamagedFile`, and so
+    does a chunk that fails to decode when the dask array is computed. Chunks
+    are counted when the store is opened (see :func:`check_chunks`): a store
+    this package wrote that lost chunks is refused; other stores with chunks
+    missing (zarr stores no chunk equal to the fill value, and an unfinished
+    chunked run has not written them yet) give a :class:`MissingChunksWarning`
+    naming how many. ``count_chunks=False`` skips that count (for a reader that
+    already checked the store when it opened it and now reads one region).
     """
-    import dask.array as da
     import zarr
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no zarr store at {path}")
-    try:
-        node = zarr.open(str(path), mode="r")
-    except Exception as exc:  # zarr raises several types for "not a store"
-        raise ValueError(f"{path} is not a zarr array or group ({exc})") from exc
+    with reading(path):
+        try:
+            node = zarr.open(str(path), mode="r")
+        except Exception as exc:  # zarr raises several types for "not a store"
+            raise DamagedFile(path, f"not a zarr array or group ({describe(exc)})") from exc
+        return _read_node(path, node, count_chunks)
 
+
+def _read_node(path: Path, node: Any, count_chunks: bool) -> ImageData:
     file_info: dict[str, Any] = {"format": "zarr", "path": str(path)}
     attrs = dict(node.attrs)
+    document = attrs.get(METADATA_KEY) if isinstance(attrs.get(METADATA_KEY), dict) else None
+    metadata = (document or {}).get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise DamagedFile(path, f"its '{METADATA_KEY}' metadata is not a mapping")
     if hasattr(node, "shape"):  # a bare array: no geometry is stated
         axes = _fallback_axes(len(node.shape))
-        data = da.from_zarr(node)
+        if count_chunks:
+            file_info.update(check_chunks(path, node, document))
         file_info["voxel_size_source"] = None
-        document = attrs.get(METADATA_KEY) if isinstance(attrs.get(METADATA_KEY), dict) else None
-        return ImageData(data, None, axes, (document or {}).get("metadata", {}), file_info, lazy=True)
+        return ImageData(_lazy_array(path, node), None, axes, metadata, file_info, lazy=True)
 
-    multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+    ome = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else {}
+    multiscales = attrs.get("multiscales") or ome.get("multiscales")
     if not multiscales:
         raise ValueError(f"{path} is a zarr group without OME-NGFF 'multiscales' metadata; open its array instead")
     ms = multiscales[0]
-    file_info["ngff_version"] = ms.get("version") or (attrs.get("ome") or {}).get("version")
+    if not isinstance(ms, dict) or not ms.get("datasets") or not isinstance(ms["datasets"][0], dict):
+        raise DamagedFile(path, "its OME-NGFF 'multiscales' metadata names no dataset")
+    file_info["ngff_version"] = ms.get("version") or ome.get("version")
     dataset = ms["datasets"][0]
-    array = node[dataset["path"]]
+    array = node[str(dataset["path"])]
+    if not hasattr(array, "shape"):
+        raise DamagedFile(path, f"its dataset {dataset['path']!r} is a group, not an array")
     entries = [ax if isinstance(ax, dict) else {"name": str(ax)} for ax in ms.get("axes", [])]
     if len(entries) != len(array.shape):
         # Axes that do not match the array say nothing reliable, units included.
@@ -183,10 +210,9 @@ def read_zarr(path: str | Path) -> ImageData:
     declared: dict[str, float] = {}
     for letter, entry, s in zip(axes, entries, scale, strict=True):
         factor = um_per_unit(entry.get("unit"))
-        if letter in SPATIAL_AXES and factor is not None and s > 0:
+        if letter in SPATIAL_AXES and factor is not None and np.isfinite(s) and s > 0:
             declared[letter] = float(s) * factor
 
-    document = attrs.get(METADATA_KEY) if isinstance(attrs.get(METADATA_KEY), dict) else None
     ours = document_voxel(document)
     if ours and all(abs(ours.get(a, np.inf) - v) <= 1e-9 * abs(v) for a, v in declared.items()):
         declared = {**declared, **ours}  # same numbers, but exactly as the writer had them
@@ -195,10 +221,70 @@ def read_zarr(path: str | Path) -> ImageData:
     spatial = spatial_axes(canonical)
     voxel_size = tuple(declared[a] for a in spatial) if spatial and all(a in declared for a in spatial) else None
     file_info["voxel_size_source"] = "ome-ngff" if voxel_size is not None else None
-    data = da.from_zarr(array)
+    if count_chunks:
+        file_info.update(check_chunks(path, array, document))
+    data = _lazy_array(path, array)
     if perm != list(range(len(perm))):
         data = data.transpose(perm)
-    return ImageData(data, voxel_size, canonical, (document or {}).get("metadata", {}), file_info, lazy=True)
+    return ImageData(data, voxel_size, canonical, metadata, file_info, lazy=True)
+
+
+class MissingChunksWarning(UserWarning):
+    """A zarr array has fewer chunks stored than its grid: the missing ones read as the fill value."""
+
+
+#: Above this many chunks in the grid the stored ones are not counted at open time (listing would take long).
+MAX_CHUNKS_COUNTED = 200_000
+#: Largest chunk read at once; a damaged ``.zarray`` may declare any chunk shape.
+MAX_CHUNK_ELEMENTS = 2**31
+#: Document field: how many chunks the writer stored (zarr skips chunks equal to the fill value).
+STORED_CHUNKS_KEY = "stored_chunks"
+
+
+def check_chunks(path: Path, array: Any, document: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Count the stored chunks of ``array`` against its grid; refuse lost chunks, warn of missing ones.
+
+    A store this package wrote records how many chunks it stored; fewer now
+    means chunk files were deleted or lost, and the store is refused
+    (:class:`DamagedFile`, naming how many). Any other shortfall against the
+    grid is legitimate in zarr (unwritten chunks read as the fill value) but
+    may be damage too, so it is warned about loudly. Returns what goes into
+    ``file_info``.
+    """
+    chunks = tuple(int(c) for c in array.chunks)
+    if math.prod(chunks) > MAX_CHUNK_ELEMENTS:
+        raise DamagedFile(path, f"declares chunks of shape {chunks}, more than {MAX_CHUNK_ELEMENTS} elements each")
+    expected = int(array.nchunks)
+    if expected > MAX_CHUNKS_COUNTED:
+        return {"chunks": {"expected": expected, "stored": None}}
+    stored = int(array.nchunks_initialized)
+    info: dict[str, Any] = {"chunks": {"expected": expected, "stored": stored}}
+    recorded = (document or {}).get(STORED_CHUNKS_KEY)
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and stored < recorded:
+        raise DamagedFile(
+            path,
+            f"{recorded - stored} of the {recorded} chunks written to array '{array.path}' are missing "
+            "(deleted or lost); the image cannot be read whole",
+        )
+    if stored < expected:
+        warnings.warn(
+            MissingChunksWarning(
+                f"{path}: {expected - stored} of the {expected} chunks of array '{array.path}' are not stored; "
+                f"they read as the fill value {array.fill_value} (an unfinished write, or lost chunk files)"
+            ),
+            stacklevel=4,
+        )
+        info["chunks"]["missing"] = expected - stored
+    return info
+
+
+def _lazy_array(path: Path, array: Any) -> Any:
+    """A dask array over the zarr ``array`` whose chunk reads raise :class:`DamagedFile` on damage."""
+    import dask.array as da
+    from dask.base import tokenize
+
+    name = f"read-zarr-{tokenize(str(path.resolve()), array.path, array.shape, array.chunks, str(array.dtype))}"
+    return da.from_array(GuardedArray(array, path), chunks=array.chunks, name=name, inline_array=True)
 
 
 def _fallback_axes(ndim: int) -> str:

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..jobs.protocol import DamagedFile
+
 Modality = Literal["widefield", "lfm", "xlfm"]
 MODALITIES: tuple[str, ...] = ("widefield", "lfm", "xlfm")
 PSF_FILE_SUFFIX = ".psf.safetensors"
@@ -131,7 +133,13 @@ class PSF:
 
     @classmethod
     def load(cls, path: str | Path) -> PSF:
-        """Read a PSF written by :meth:`save`. Raises ``ValueError`` for other files."""
+        """Read a PSF written by :meth:`save`.
+
+        Raises :class:`~napari_lfrecon.jobs.DamagedFile` (a ``ValueError``) for
+        another kind of file or a damaged one: a header that is not a JSON
+        object, missing ``array`` / ``zernike`` / ``z_planes_um`` tensors, wrong
+        dtypes or shapes, truncated tensors.
+        """
         from safetensors import safe_open
         from safetensors.numpy import load_file
 
@@ -142,21 +150,24 @@ class PSF:
             with safe_open(str(path), framework="numpy") as handle:
                 metadata = handle.metadata() or {}
         except Exception as exc:  # safetensors raises its own error types
-            raise ValueError(f"{path} is not a napari-lfrecon PSF file ({exc})") from exc
+            raise DamagedFile(path, f"not a napari-lfrecon PSF file ({_describe(exc)})") from exc
         if _META_KEY not in metadata:
-            raise ValueError(f"{path} is a safetensors file but not a napari-lfrecon PSF (no '{_META_KEY}' header)")
-        header = json.loads(metadata[_META_KEY])
-        tensors = load_file(str(path))
-        extra = {k.removeprefix("arrays."): v for k, v in tensors.items() if k.startswith("arrays.")}
-        return cls(
-            array=tensors["array"],
-            modality=header["modality"],
-            voxel_size=tuple(header["voxel_size"]),
-            optics=header.get("optics", {}),
-            zernike=tensors["zernike"],
-            z_planes_um=tensors["z_planes_um"],
-            arrays=extra,
-        )
+            raise DamagedFile(path, f"a safetensors file but not a napari-lfrecon PSF (no '{_META_KEY}' header)")
+        try:
+            header = json.loads(metadata[_META_KEY])
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise DamagedFile(path, f"the PSF header is not JSON ({_describe(exc)})") from exc
+        if not isinstance(header, dict):
+            raise DamagedFile(path, f"the PSF header must be a JSON object, got {type(header).__name__}")
+        try:
+            tensors = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for truncated or mangled tensors
+            raise DamagedFile(path, f"its tensors cannot be read ({_describe(exc)})") from exc
+        fields = _checked_fields(path, header, tensors)
+        try:
+            return cls(**fields)
+        except (ValueError, TypeError) as exc:
+            raise DamagedFile(path, str(exc)) from exc
 
     # ---------------------------------------------------------------- helpers
     def normalised(self) -> PSF:
@@ -178,3 +189,46 @@ class PSF:
         optics = f", NA {na}, λ {wl} µm" if na is not None and wl is not None else ""
         dz, dy, dx = self.voxel_size
         return f"{self.modality} PSF {self.array.shape}, voxel {dz:g}×{dy:g}×{dx:g} µm{optics}"
+
+
+#: Tensors every PSF file holds, and the dimensionality each must have (``array``'s depends on the modality).
+_REQUIRED_TENSORS = {"array": None, "zernike": 1, "z_planes_um": 1}
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def _checked_fields(path: Path, header: dict[str, Any], tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The :class:`PSF` fields of a loaded file, or :class:`DamagedFile` saying which one is wrong."""
+    for name, ndim in _REQUIRED_TENSORS.items():
+        if name not in tensors:
+            raise DamagedFile(path, f"the PSF file has no '{name}' tensor")
+        value = tensors[name]
+        if value.dtype.kind not in "fiu":
+            raise DamagedFile(path, f"the PSF '{name}' tensor must hold real numbers, got dtype {value.dtype}")
+        if ndim is not None and value.ndim != ndim:
+            raise DamagedFile(path, f"the PSF '{name}' tensor must be one-dimensional, got shape {value.shape}")
+    modality = header.get("modality")
+    if not isinstance(modality, str):
+        raise DamagedFile(path, f"the PSF header's 'modality' must be one of {psf_modalities()}, got {modality!r}")
+    voxel_size = header.get("voxel_size")
+    if (
+        not isinstance(voxel_size, list)
+        or len(voxel_size) != 3
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in voxel_size)
+    ):
+        raise DamagedFile(path, f"the PSF header's 'voxel_size' must be three numbers (dz, dy, dx), got {voxel_size!r}")
+    optics = header.get("optics", {})
+    if not isinstance(optics, dict):
+        raise DamagedFile(path, f"the PSF header's 'optics' must be a JSON object, got {type(optics).__name__}")
+    return {
+        "array": tensors["array"],
+        "modality": modality,
+        "voxel_size": tuple(voxel_size),
+        "optics": optics,
+        "zernike": tensors["zernike"],
+        "z_planes_um": tensors["z_planes_um"],
+        "arrays": {k.removeprefix("arrays."): v for k, v in tensors.items() if k.startswith("arrays.")},
+    }
