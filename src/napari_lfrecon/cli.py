@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import engines
+from .batch.guard import BatchInterrupted
 from .engines.base import EngineInputError, param_specs
 from .jobs.protocol import MissingVoxelSize
 
@@ -491,6 +492,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             print(f"lfrecon: error: {message}", file=sys.stderr)
             return 2
+        except BatchInterrupted as exc:  # a chunked run stopped by Ctrl-C: how many chunks it kept
+            print(f"lfrecon: {exc}", file=sys.stderr)
+            return 130
         except KeyboardInterrupt:
             where = Path(getattr(args, "output", "") or "")
             kept = (

@@ -8,6 +8,7 @@ chunk by chunk, skipping chunks an interrupted earlier run finished. Tiles and
 blending are :mod:`napari_lfrecon.tiling`'s.
 """
 
+from .guard import BatchInterrupted
 from .plan import DEFAULT_MAX_MEMORY, Chunk, Plan, Tile, plan_run, tile_weights
 from .run import BatchSummary, run_batch
 from .sizes import format_size, parse_size
@@ -15,6 +16,7 @@ from .source import InputSource, array_source, open_source
 from .store import ChunkWriteError, finished_chunks
 
 __all__ = [
+    "BatchInterrupted",
     "DEFAULT_MAX_MEMORY",
     "BatchSummary",
     "Chunk",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,12 +25,15 @@ from ..camera import Camera
 from ..psf.model import PSF
 from ..tiling import assemble
 from . import store
+from .guard import BatchInterrupted, check_finite, check_scheduler_address, check_workers
 from .plan import Chunk, Plan, Tile, plan_run
 from .sizes import format_size
 from .source import InputSource
 
 #: Seconds to wait for an existing scheduler before giving up with a message.
 CONNECT_TIMEOUT_S = 5.0
+#: Seconds to wait for the client and a local cluster to close (an interrupted run must exit quickly).
+CLOSE_TIMEOUT_S = 2.0
 _log = logging.getLogger(__name__)
 #: glibc ``mallopt`` parameters (malloc.h) and the threshold we set: blocks ≥ 128 KiB get their own mapping.
 _M_TRIM_THRESHOLD = -1
@@ -268,15 +272,34 @@ def _connect(scheduler: str | None, workers: int | None):
                 f"could not reach the dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S:g} s ({exc}); "
                 "check the address and that the scheduler is running"
             ) from None
-    cluster = LocalCluster(
-        n_workers=int(workers),
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        memory_limit=0,  # the planner keeps each task under --max-memory; no spilling of tiles to disk
-        silence_logs=logging.ERROR,
-    )
+    import dask
+
+    # Daemonic worker processes end with a parent that exits; the guard preload ends them when it is killed.
+    with dask.config.set({"distributed.worker.daemon": True}):
+        cluster = LocalCluster(
+            n_workers=int(workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            memory_limit=0,  # the planner keeps each task under --max-memory; no spilling of tiles to disk
+            silence_logs=logging.ERROR,
+            preload=["napari_lfrecon.batch.guard"],
+        )
     return Client(cluster, set_as_default=False), cluster
+
+
+def _close(client: Any, cluster: Any) -> None:
+    """Close the client and a local cluster without waiting long for busy workers (Ctrl-C must be quick)."""
+    if client is not None:
+        try:
+            client.close(timeout=CLOSE_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - closing after a failure must not hide the failure
+            _log.debug("closing the dask client: %s", exc)
+    if cluster is not None:
+        try:
+            cluster.close(timeout=CLOSE_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001
+            _log.debug("closing the local cluster: %s", exc)
 
 
 #: Chunks per graph when running locally (bounds the graph's own memory).
@@ -330,7 +353,10 @@ def _execute_distributed(
                 stream.add(new)
                 futures.append(new)
     except BaseException:
-        client.cancel(futures)
+        try:
+            client.cancel(futures, force=True)
+        except Exception as exc:  # noqa: BLE001 - the original failure is what the user must see
+            _log.debug("cancelling futures: %s", exc)
         raise
 
 
@@ -370,6 +396,9 @@ def run_batch(
     from ..api import psf_on_data_grid
     from ..engines.base import EngineInputError, make_params
 
+    # Everything is checked before the output store is created: a refused run leaves nothing behind.
+    if progress is not None:
+        progress(0.0, f"planning chunks for an input of {source.shape} ({format_size(source.nbytes)})…")
     _fix_malloc_thresholds()
     psf = psf_on_data_grid(psf, voxel_size)  # as every other path does: the data's sampling is honoured
     engine_obj = engines.get(engine)
@@ -383,6 +412,10 @@ def run_batch(
         raise EngineInputError(f"engine {engine!r} handles {', '.join(engine_obj.modalities)} data, not {psf.modality}")
     if psf is None and engine_obj.needs_psf:
         raise EngineInputError(f"engine {engine!r} needs a PSF (--psf)")
+    if scheduler is not None:
+        scheduler = check_scheduler_address(scheduler)
+    if workers is not None and int(workers) < 1:
+        raise EngineInputError(f"--workers must be ≥ 1, got {workers}")
     out_voxel = engine_obj.output_voxel_size(engine_obj.inputs_type(data=np.empty(0), psf=psf, voxel_size=voxel_size))
     if out_voxel is None:
         raise EngineInputError("the output voxel size is unknown: pass --voxel-size DZ DY DX (µm)")
@@ -398,6 +431,12 @@ def run_batch(
         overlap=overlap,
         blend=blend,
     )
+    total = len(plan.chunks)
+    if progress is not None:
+        progress(0.0, f"planned {total} chunks of ≈{format_size(plan.task_bytes)} per task; checking the input…")
+    if workers and scheduler is None:
+        check_workers(int(workers), plan.task_bytes)
+    check_finite(source, plan)
     output = Path(output)
     signature = {
         "engine": engine,
@@ -416,35 +455,38 @@ def run_batch(
         "plan": plan.describe(),
         **dict(metadata or {}),
     }
-    store.prepare_output(
-        output,
-        shape=plan.output_shape,
-        chunks=plan.chunk_shape,
-        axes=plan.output_axes,
-        voxel_size=out_voxel,
-        metadata=run_metadata,
-        signature=signature,
-        overwrite=overwrite,
-    )
-    done = store.finished_chunks(output)
-    pending = [c for c in plan.chunks if c.name not in done]
-    skipped = len(plan.chunks) - len(pending)
-    total = len(plan.chunks)
-    started = time.perf_counter()
-    counter = {"n": skipped}
-
-    def on_chunk() -> None:
-        counter["n"] += 1
-        if progress is not None:
-            progress(counter["n"] / total, f"chunk {counter['n']}/{total}")
-
-    if progress is not None:
-        progress(skipped / total, f"{skipped} of {total} chunks already done; task ≈{format_size(plan.task_bytes)}")
+    existed = output.exists() or output.is_symlink()
     client = cluster = None
     n_workers = 1
+    started = time.perf_counter()
     try:
+        if scheduler is not None:  # reachable before anything is created
+            client, _ = _connect(scheduler, None)
+        store.prepare_output(
+            output,
+            shape=plan.output_shape,
+            chunks=plan.chunk_shape,
+            axes=plan.output_axes,
+            voxel_size=out_voxel,
+            metadata=run_metadata,
+            signature=signature,
+            overwrite=overwrite,
+        )
+        done = store.finished_chunks(output)
+        pending = [c for c in plan.chunks if c.name not in done]
+        skipped = total - len(pending)
+        counter = {"n": skipped}
+
+        def on_chunk() -> None:
+            counter["n"] += 1
+            if progress is not None:
+                progress(counter["n"] / total, f"chunk {counter['n']}/{total}")
+
+        if progress is not None:
+            progress(skipped / total, f"{skipped} of {total} chunks already done; task ≈{format_size(plan.task_bytes)}")
         if pending:
-            client, cluster = _connect(scheduler, workers)
+            if client is None and workers:
+                client, cluster = _connect(None, workers)
             job = BatchJob(
                 source=source,
                 output=str(output),
@@ -466,16 +508,22 @@ def run_batch(
                 n_workers = len(client.scheduler_info().get("workers", {})) or 1
                 _execute_distributed(client, job, psf, plan, pending, token, on_chunk)
     except store.ChunkWriteError as exc:
-        finished = len(store.finished_chunks(output))
+        finished = _keep_or_remove(output, existed)
         raise store.ChunkWriteError(
             f"{exc}. {finished} of {total} chunks are finished and kept in {output}; "
             "free some space and run the same command again to resume"
         ) from None
+    except KeyboardInterrupt:
+        _close(client, cluster)
+        client = cluster = None
+        raise BatchInterrupted(_keep_or_remove(output, existed), total, str(output)) from None
+    except BaseException:
+        _close(client, cluster)
+        client = cluster = None
+        _keep_or_remove(output, existed)
+        raise
     finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        _close(client, cluster)
     return BatchSummary(
         output=str(output),
         shape=plan.output_shape,
@@ -490,6 +538,15 @@ def run_batch(
         scheduler=scheduler or ("local-cluster" if workers else "local-threads"),
         notes=list(plan.notes),
     )
+
+
+def _keep_or_remove(output: Path, existed: bool) -> int:
+    """After a failed run: the number of finished chunks kept; a store this run created with none is removed."""
+    finished = len(store.finished_chunks(output))
+    if finished == 0 and not existed and output.is_dir():
+        store.forget_open_arrays()
+        shutil.rmtree(output, ignore_errors=True)
+    return finished
 
 
 def _camera_identity(camera: Camera | None) -> dict[str, Any] | None:

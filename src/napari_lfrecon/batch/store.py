@@ -107,18 +107,52 @@ def prepare_output(
             shutil.rmtree(path)
         else:
             path.unlink()
-    import dask
-    import dask.array as da
+    _create_empty_image(path, shape, chunks, axes, voxel_size, {**metadata, SIGNATURE_KEY: signature})
+    (path / DONE_DIR).mkdir(exist_ok=True)
+    return False
+
+
+def _create_empty_image(
+    path: Path,
+    shape: Sequence[int],
+    chunks: Sequence[int],
+    axes: str,
+    voxel_size: Sequence[float],
+    metadata: Mapping[str, Any],
+) -> None:
+    """An OME-Zarr image of ``shape`` with no chunk written: metadata only, however large the image.
+
+    The OME-Zarr metadata comes from the one writer
+    (:func:`napari_lfrecon.io.zarr_io.write_ome_zarr`, given one zero chunk);
+    the image array is then re-declared at its full shape. Writing an all-zero
+    image of the full shape instead computes every chunk (a minute for 256 GiB).
+    """
+    import zarr
 
     from ..io.zarr_io import write_ome_zarr
 
-    # An all-zero lazy image writes the OME-Zarr metadata; zarr stores no chunk equal to the fill value.
-    empty = da.zeros(tuple(shape), chunks=tuple(chunks), dtype=np.float32)
-    full_metadata = {**metadata, SIGNATURE_KEY: signature}
-    with dask.config.set(scheduler="sync"):  # no thread pool (and its memory) just to write metadata
-        write_ome_zarr(path, empty, tuple(voxel_size), full_metadata, chunks=tuple(chunks), axes=axes)
-    (path / DONE_DIR).mkdir(exist_ok=True)
-    return False
+    chunks = tuple(min(int(c), max(int(n), 1)) for c, n in zip(chunks, shape, strict=True))
+    write_ome_zarr(path, np.zeros((1,) * len(shape), np.float32), tuple(voxel_size), metadata, axes=axes)
+    group = zarr.open_group(str(path), mode="r+")
+    if _zarr_major() >= 3:
+        group.create_array(
+            "0",
+            shape=tuple(shape),
+            chunks=chunks,
+            dtype=np.float32,
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+            overwrite=True,
+        )
+    else:  # pragma: no cover - zarr 2
+        group.create_dataset(
+            "0", shape=tuple(shape), chunks=chunks, dtype=np.float32, dimension_separator="/", overwrite=True
+        )
+
+
+def _zarr_major() -> int:
+    import zarr
+
+    return int(zarr.__version__.split(".")[0])
 
 
 def finished_chunks(path: str | Path) -> set[str]:
@@ -143,7 +177,12 @@ def write_region(path: str | Path, region: tuple[slice, ...], data: np.ndarray) 
     key = (str(location), meta.stat().st_mtime_ns if meta.exists() else 0)
     array = _OPEN_ARRAYS.get(key)
     if array is None:
-        array = _OPEN_ARRAYS[key] = zarr.open_array(str(location), mode="r+")
+        # Every finished chunk is stored, zeros too: a chunk file missing from a store then means lost data.
+        if _zarr_major() >= 3:
+            array = zarr.open_array(str(location), mode="r+").with_config({"write_empty_chunks": True})
+        else:  # pragma: no cover - zarr 2
+            array = zarr.open_array(str(location), mode="r+", write_empty_chunks=True)
+        _OPEN_ARRAYS[key] = array
     array[region] = data
 
 

@@ -1,0 +1,141 @@
+"""Checks a chunked run makes before it creates anything, and the guard that ties local workers to their parent.
+
+Everything here runs before the output store exists, so a refused run leaves
+nothing behind: the scheduler address (syntax, then reachability, in
+:func:`napari_lfrecon.batch.run.run_batch`), the number of local workers the
+machine can hold, and the finiteness of the input where that is cheap to read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import Any
+
+import numpy as np
+
+from ..jobs.protocol import EngineInputError, LfreconError
+from .plan import Plan
+from .sizes import format_size
+from .source import InputSource
+
+#: Memory one local worker process takes before any task: Python, numpy, torch and dask.distributed.
+WORKER_BASE_BYTES = 400 * 2**20
+#: Local workers per CPU core beyond which more only add processes and memory (every worker is single-threaded).
+WORKERS_PER_CORE = 2
+#: Inputs up to this size are read whole for the finiteness check; larger ones are checked on the first tile.
+FINITE_CHECK_BYTES = 256 * 2**20
+#: Seconds between a worker's checks that the process which started it is still alive.
+PARENT_POLL_S = 0.5
+
+_ADDRESS = re.compile(
+    r"^(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d+))?$"
+)
+_SCHEMES = ("tcp", "tls", "ws", "wss", "inproc", "ucx")
+
+
+class BatchInterrupted(LfreconError):
+    """A chunked run stopped by Ctrl-C; the finished chunks are kept (the same command resumes)."""
+
+    def __init__(self, kept: int, total: int, output: str) -> None:
+        self.kept = kept
+        self.total = total
+        self.output = output
+        super().__init__(f"interrupted; {kept} of {total} chunks kept, run the same command to resume")
+
+
+def check_scheduler_address(address: str) -> str:
+    """``address`` if it reads as a dask scheduler address (``tcp://host:port``, ``host:port``), else refuse."""
+    text = str(address).strip()
+    match = _ADDRESS.match(text)
+    if not text or match is None or (match.group("scheme") and match.group("scheme") not in _SCHEMES):
+        raise EngineInputError(
+            f"--scheduler {address!r} is not a dask scheduler address: expected e.g. tcp://host:8786 or host:8786"
+        )
+    port = match.group("port")
+    if port is not None and not 0 < int(port) < 65536:
+        raise EngineInputError(f"--scheduler {address!r}: the port must be 1–65535")
+    return text
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new processes now (psutil; ``/proc/meminfo`` as a fallback)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil is installed with distributed
+        try:
+            with open("/proc/meminfo") as handle:
+                for line in handle:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return 2**63
+
+
+def check_workers(workers: int, task_bytes: int) -> None:
+    """Refuse a local cluster the machine cannot hold, saying the estimate (processes, memory, cores)."""
+    cores = os.cpu_count() or 1
+    per_worker = WORKER_BASE_BYTES + int(task_bytes)
+    needed = workers * per_worker
+    available = available_memory()
+    if needed > available:
+        fits = max(1, available // per_worker)
+        raise EngineInputError(
+            f"--workers {workers} needs ≈{format_size(needed)} ({workers} × ({format_size(WORKER_BASE_BYTES)} per "
+            f"process + {format_size(task_bytes)} per task)) but {format_size(available)} is available: "
+            f"use --workers {min(fits, cores)} or less, or a smaller --max-memory"
+        )
+    if workers > WORKERS_PER_CORE * cores:
+        raise EngineInputError(
+            f"--workers {workers} is more than {WORKERS_PER_CORE} per CPU core ({cores} cores): every worker is "
+            f"single-threaded, so more only add processes; use --workers {cores}"
+        )
+
+
+def check_finite(source: InputSource, plan: Plan) -> None:
+    """Refuse NaN/Inf input where that is cheap to see: the whole input when small, else the first tile."""
+    if source.nbytes <= FINITE_CHECK_BYTES:
+        region = tuple(slice(0, n) for n in source.shape)
+        where = "the input"
+    else:
+        region = plan.tiles[0].region
+        where = f"the input's first tile {tuple((s.start, s.stop) for s in region)}"
+    values = np.asarray(source.read(region))
+    if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
+        raise EngineInputError(f"the input must be a real numeric array, got dtype {values.dtype}")
+    if np.issubdtype(values.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            raise EngineInputError(f"{where} contains {bad} NaN or Inf value(s); remove or replace them first")
+
+
+def _watch_parent(parent: int) -> None:
+    import time
+
+    while True:
+        time.sleep(PARENT_POLL_S)
+        if os.getppid() != parent:
+            os._exit(1)  # the process that started this worker is gone (killed): nobody will read our results
+
+
+def dask_setup(worker: Any = None) -> None:
+    """Worker preload hook: end this worker process when its parent dies, even by SIGKILL.
+
+    Local workers are started by the ``lfrecon`` process (their nanny runs in
+    it); a killed parent cannot stop them, so each watches its parent pid.
+    On Linux the kernel's parent-death signal does the same at once.
+    """
+    parent = os.getppid()
+    try:
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    except (OSError, AttributeError):
+        pass  # not Linux/glibc: the polling thread below does it
+    threading.Thread(target=_watch_parent, args=(parent,), name="lfrecon-parent-watch", daemon=True).start()
