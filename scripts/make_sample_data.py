@@ -1,4 +1,4 @@
-"""Make the shipped samples in src/napari_lfrecon/sample_data/ (seeded, reproducible).
+"""Make the shipped samples in sample_data/ at the repository's top level (seeded, reproducible).
 
 Run: python scripts/make_sample_data.py [--only NAME ...]
 Each sample NAME gets NAME.tif (measurement in photo-electrons), NAME.psf.safetensors,
@@ -21,7 +21,7 @@ from napari_lfrecon.io.tiff import write_tiff
 from napari_lfrecon.modalities import forward_model
 from napari_lfrecon.psf.model import PSF_FILE_SUFFIX
 
-OUT = Path(__file__).resolve().parents[1] / "src" / "napari_lfrecon" / "sample_data"
+OUT = Path(__file__).resolve().parents[1] / "sample_data"
 SEED = 20261121
 
 

@@ -12,7 +12,7 @@ import pytest
 
 npe2 = pytest.importorskip("npe2")
 
-MANIFEST = Path(__file__).resolve().parents[1] / "src" / "napari_lfrecon" / "napari.yaml"
+MANIFEST = Path(__file__).resolve().parents[1] / "napari.yaml"
 #: Modules that must stay free of Qt and napari (the CLI and everything under it).
 HEADLESS_MODULES = [
     "napari_lfrecon",
@@ -98,3 +98,25 @@ def test_headless_modules_import_no_qt_or_napari():
     assert list(report) == HEADLESS_MODULES
     offenders = {name: mods for name, mods in report.items() if mods}
     assert not offenders, f"GUI modules imported (first offender first): {offenders}"
+
+
+def test_the_package_links_to_the_top_level_manifest_and_samples():
+    """The repository keeps napari.yaml and sample_data/ at its top level; the package holds links to them."""
+    import napari_lfrecon
+    from napari_lfrecon.io.resources import sample_dir
+
+    root = MANIFEST.parent
+    package = Path(napari_lfrecon.__file__).resolve().parent
+    if package.parent.parent != root:
+        pytest.skip("napari_lfrecon is not imported from this checkout")
+    listed = subprocess.run(
+        ["git", "ls-files", "-s", "src/napari_lfrecon/napari.yaml", "src/napari_lfrecon/sample_data"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if listed.returncode == 0 and listed.stdout:
+        assert {line.split()[0] for line in listed.stdout.splitlines()} == {"120000"}, listed.stdout  # symlinks
+    assert (package / "napari.yaml").resolve() == MANIFEST.resolve()
+    assert sample_dir().resolve() == (root / "sample_data").resolve()
+    assert (sample_dir() / "lfm.tif").is_file()
