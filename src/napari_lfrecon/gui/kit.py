@@ -25,11 +25,13 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -38,7 +40,7 @@ from qtpy.QtWidgets import (
 from ..device import describe_device, select_device
 from ..jobs import error_message
 from ..psf.model import PSF
-from .worker import EngineRunner, Job, RunRequest, start_job, sync_requested
+from .worker import EngineRunner, Job, RunRequest, qt_alive, start_job, sync_requested
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -277,10 +279,54 @@ class PsfPicker(QWidget):
 
 
 def follow_layers(viewer: napari.Viewer, refresh: Callable[..., Any], *, moved: bool = False) -> None:
-    """Call ``refresh`` whenever a layer is added to or removed from ``viewer`` (and moved, when ``moved``)."""
+    """Call ``refresh`` whenever a layer is added to or removed from ``viewer`` (and moved, when ``moved``).
+
+    When ``refresh`` is a method of a Qt widget, the connection drops itself once
+    that widget is deleted (a closed dock must not be refreshed when the viewer
+    clears its layers on close).
+    """
     events = viewer.layers.events
+    owner = getattr(refresh, "__self__", None)
     for event in (events.inserted, events.removed, *((events.moved,) if moved else ())):
-        event.connect(refresh)
+        if owner is None or not hasattr(owner, "objectName"):
+            event.connect(refresh)
+            continue
+
+        def guarded(*args: Any, _event: Any = event) -> None:
+            if not qt_alive(owner):
+                _event.disconnect(guarded)
+                return
+            refresh(*args)
+
+        event.connect(guarded)
+
+
+#: The tallest a dock's minimum size may be: it must fit a 1366×768 screen beside napari's own bars.
+MAX_DOCK_MIN_HEIGHT = 700
+
+
+def scrolled_layout(widget: QWidget) -> tuple[QVBoxLayout, QVBoxLayout]:
+    """``(body, footer)`` layouts of ``widget``: the body scrolls, the footer (Run/Cancel, status) stays visible.
+
+    A dock built this way has a small minimum height whatever its contents, so it
+    fits a laptop screen; the footer is kept outside the scroll area so the
+    buttons are never scrolled away.
+    """
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    content = QWidget()
+    body = QVBoxLayout(content)
+    scroll.setWidget(content)
+    outer.addWidget(scroll, 1)
+    footer = QVBoxLayout()
+    footer.setContentsMargins(9, 0, 9, 9)
+    outer.addLayout(footer)
+    widget.scroll_area = scroll  # type: ignore[attr-defined]
+    return body, footer
 
 
 def device_text() -> str:

@@ -51,6 +51,7 @@ from qtpy.QtWidgets import (
 from .. import engines
 from ..camera import Camera
 from ..controllers import reconstruct as control
+from ..controllers.layers import axes_kwargs, input_candidates, is_ground_truth, result_name
 from ..controllers.reconstruct import DEFAULT_ENGINE, FRAMES_ALL, FRAMES_CURRENT, BatchCancelled
 from ..device import describe_device, select_device
 from ..engines.base import EngineInputError
@@ -66,15 +67,37 @@ from .kit import (
     follow_layers,
     layer_array,
     layer_psf,
+    scrolled_layout,
     spin,
 )
 from .params_form import ParamsForm
-from .worker import EngineRunner, Job, RunRequest, error_message, start_job
+from .worker import (
+    EngineRunner,
+    Job,
+    RunRequest,
+    connect_alive,
+    error_message,
+    on_widget_closed,
+    register_job,
+    running_job,
+    start_job,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-__all__ = ["DEFAULT_ENGINE", "FRAMES_ALL", "FRAMES_CURRENT", "PSF_FROM_FILE", "BatchRunner", "ReconstructWidget"]
+__all__ = [
+    "DEFAULT_ENGINE",
+    "FRAMES_ALL",
+    "FRAMES_CURRENT",
+    "JOB_KEY",
+    "PSF_FROM_FILE",
+    "BatchRunner",
+    "ReconstructWidget",
+]
+
+#: The name the Reconstruct panel's run is registered under for its viewer (one at a time per viewer).
+JOB_KEY = "reconstruct"
 
 
 class ReconstructWidget(QWidget, EngineRunControls):
@@ -152,13 +175,14 @@ class ReconstructWidget(QWidget, EngineRunControls):
         buttons = self.make_run_controls("Run")
         self.metric_label = QLabel()
 
-        layout = QVBoxLayout(self)
+        # The forms scroll (the dock fits a laptop screen); Run/Cancel and progress always stay in view.
+        body, footer = scrolled_layout(self)
         for box in (inputs_box, camera_box, params_box, self.device_label):
-            layout.addWidget(box)
-        layout.addLayout(buttons)
+            body.addWidget(box)
+        body.addStretch(1)
+        footer.addLayout(buttons)
         for label in (self.progress, self.status_label, self.metric_label):
-            layout.addWidget(label)
-        layout.addStretch(1)
+            footer.addWidget(label)
 
         # Wiring -------------------------------------------------------------
         self.engine_combo.currentIndexChanged.connect(self._on_engine_changed)
@@ -171,6 +195,11 @@ class ReconstructWidget(QWidget, EngineRunControls):
         follow_layers(self.viewer, self._refresh_layers, moved=True)
         self._on_engine_changed()
         self._refresh_layers()
+        # A run outlives neither its panel nor its viewer; a panel opened again shows the run still going.
+        on_widget_closed(self, self._on_closed)
+        running = running_job(self.viewer, JOB_KEY)
+        if running is not None:
+            self._follow(running)
 
     # -------------------------------------------------------------- choices
     @property
@@ -201,8 +230,15 @@ class ReconstructWidget(QWidget, EngineRunControls):
         current_input = self.input_combo.currentData()
         self.input_picker.refresh()
         images = [self.input_combo.itemData(i) for i in range(self.input_combo.count())]
-        measurements = [n for n in images if layer_psf(self.viewer.layers[n]) is not None]
-        choice = control.default_input(images, current_input, measurements)
+        truths = [n for n in images if is_ground_truth(self.viewer.layers[n].metadata)]
+        candidates = input_candidates(images, truths)
+        # a measurement carries its PSF or says which engine it is for (a sample, a Train run)
+        measurements = [
+            n
+            for n in candidates
+            if layer_psf(self.viewer.layers[n]) is not None or "engine_hint" in self.viewer.layers[n].metadata
+        ]
+        choice = control.default_input(candidates, current_input, measurements)
         self.input_combo.blockSignals(True)
         self.input_combo.setCurrentIndex(max(self.input_combo.findData(choice), 0))
         self.input_combo.blockSignals(False)
@@ -363,26 +399,47 @@ class ReconstructWidget(QWidget, EngineRunControls):
         return EngineRunner(self.viewer, self.build_request(), sync=self.sync)
 
     def run(self) -> EngineRunner | BatchRunner | None:
-        """Start a run from the current settings (the Run button); bad input shows an error instead."""
+        """Start a run from the current settings (the Run button); bad input shows an error instead.
+
+        While a run of this viewer's Reconstruct panel is going (this panel's, or
+        one started by a panel since closed) no second one starts: that run is
+        returned and followed.
+        """
         if self.runner is not None and self.runner.running:
             return self.runner
+        running = running_job(self.viewer, JOB_KEY)
+        if running is not None:
+            self._follow(running)
+            return running
         try:
             runner = self._make_runner()
         except Exception as exc:  # bad input is a message to the user, never a traceback
             show_error(f"Cannot run: {error_message(exc)}")
             self.status_label.setText(f"cannot run: {error_message(exc)}")
             return None
-        self.runner = runner
-        runner.progressed.connect(self.show_run_progress)
-        runner.metric.connect(self._on_metric)
-        runner.finished.connect(self._on_finished)
-        self.set_run_buttons(True)
+        runner.job_key = JOB_KEY
+        self._follow(runner)
         self.progress.setValue(0)
         self.metric_label.setText("")
         what = f"all frames of {runner.input_name}" if isinstance(runner, BatchRunner) else runner.request.input_name
         self.status_label.setText(f"starting {runner.engine.name} on {what}…")
         runner.start()
         return runner
+
+    def _follow(self, runner: EngineRunner | BatchRunner) -> None:
+        """Show ``runner``'s progress and end here (and let Cancel stop it)."""
+        self.runner = runner
+        connect_alive(runner.progressed, self, self.show_run_progress)
+        connect_alive(runner.metric, self, self._on_metric)
+        connect_alive(runner.finished, self, self._on_finished)
+        self.set_run_buttons(True)
+        if runner.running:
+            self.status_label.setText(f"running {runner.engine.name}…")
+
+    def _on_closed(self) -> None:
+        """The panel was closed: its run stops (the last preview is kept as for Cancel)."""
+        if self.runner is not None and self.runner.running:
+            self.runner.cancel()
 
     def _on_metric(self, name: str, value: float) -> None:
         self.metric_label.setText(f"{name}: {value:.4g}")
@@ -471,6 +528,8 @@ class BatchRunner:
         self.message = ""
         self.seconds = 0.0
         self._started = 0.0
+        self.job_key = JOB_KEY
+        self.detached = False
 
     @property
     def running(self) -> bool:
@@ -483,6 +542,7 @@ class BatchRunner:
             raise RuntimeError("a BatchRunner runs once; make a new one for another run")
         self.status = "running"
         self._started = time.perf_counter()
+        register_job(self.viewer, self.job_key, self)
         self.job = start_job(
             control.batch_updates,
             self.data,
@@ -507,6 +567,18 @@ class BatchRunner:
     def cancel(self) -> None:
         """Stop after the chunk in flight; :attr:`finished` then fires with ``"cancelled"``."""
         self.stop_flag.set()
+
+    def detach(self) -> None:
+        """The viewer is closing: stop, touch no layer any more, and say ``"cancelled"`` once."""
+        self.stop_flag.set()
+        if self.detached:
+            return
+        self.detached = True
+        if self.job is not None:
+            self.job.detach()
+        if self.status == "running":
+            self.status, self.message = "cancelled", "the viewer was closed; finished chunks are kept"
+            self.finished.emit(self.status, self.message)
 
     # ------------------------------------------------------ main-thread side
     def _on_returned(self, outcome: tuple[Any, BaseException | None]) -> None:
@@ -551,7 +623,8 @@ class BatchRunner:
         )
         return self.viewer.add_image(
             volume,
-            name=f"{self.input_name} [{self.engine.name}]",
+            name=result_name(self.input_name, self.engine.name, self.params, [lay.name for lay in self.viewer.layers]),
+            **axes_kwargs(volume.ndim, len(voxel), time_first=True),
             # The time axis keeps the input's own, so the result's frames line up with the input's.
             scale=(self.input_scale[0], *voxel),
             translate=(self.input_translate[0], *spatial),
