@@ -170,3 +170,22 @@ __all__ = [
     "series_frame",
     "wanted_psf",
 ]
+
+
+def preferred_trainer(trainers: list[Engine], layers: list[tuple[str | None, int]]) -> str | None:
+    """The training engine the loaded layers suit, or ``None`` when no layer fits any.
+
+    ``layers`` are ``(psf_modality or None, ndim)`` of the candidate input layers
+    (ground truths and results left out). A trainer that needs a PSF fits a layer
+    carrying a PSF of its modality (an LFM sample → SeReNet); one that needs none
+    fits a layer without a PSF whose number of axes it trains on (a stack → niiv).
+    Trainers are tried in registry order; the newest layer decides between them.
+    """
+    for modality, ndim in reversed(layers):
+        for engine in trainers:
+            if needs_psf(engine):
+                if modality is not None and modality in engine.modalities:
+                    return engine.name
+            elif modality is None and ndim in input_ndim(engine):
+                return engine.name
+    return None

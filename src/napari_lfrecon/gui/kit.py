@@ -518,3 +518,33 @@ class EngineRunControls:
         """Move the bar to ``fraction`` (0–1, as the runner reports it) and show ``message``."""
         self.progress.setValue(round(fraction * PROGRESS_STEPS))
         self.status_label.setText(message)
+
+
+def plot_colors(viewer: napari.Viewer) -> tuple[str, str]:
+    """``(background, text)`` colours of the viewer's napari theme (dark by default), for matplotlib plots."""
+    from napari.utils.theme import get_theme
+
+    try:
+        theme = get_theme(str(getattr(viewer, "theme", "dark")))
+    except (KeyError, ValueError):  # a theme name napari does not know: the dark default
+        theme = get_theme("dark")
+    return theme.background.as_hex(), theme.text.as_hex()
+
+
+def theme_axes(viewer: napari.Viewer, figure: Any, axes: list[Any]) -> None:
+    """Colour ``figure`` and its ``axes`` like napari's theme (call after drawing: ``ax.clear()`` resets them)."""
+    background, text = plot_colors(viewer)
+    figure.set_facecolor(background)
+    for ax in axes:
+        ax.set_facecolor(background)
+        ax.tick_params(colors=text, which="both")
+        for spine in ax.spines.values():
+            spine.set_color(text)
+        ax.title.set_color(text)
+        ax.xaxis.label.set_color(text)
+        ax.yaxis.label.set_color(text)
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.get_frame().set_facecolor(background)
+            for label in legend.get_texts():
+                label.set_color(text)

@@ -66,6 +66,7 @@ from ..controllers.train import (
     input_hint,
     input_ndim,
     needs_psf,
+    preferred_trainer,
     series_frame,
     wanted_psf,
 )
@@ -74,9 +75,21 @@ from ..engines.base import Engine, EngineInputError, param_specs
 from ..psf.model import PSF
 from ._geometry import output_translate
 from .kit import PROGRESS_STEPS as _PROGRESS_STEPS
-from .kit import PSF_FROM_FILE, DeviceLabel, EngineRunControls, add_psf_choices, follow_layers, layer_psf
+from .kit import (
+    PSF_FROM_FILE,
+    DeviceLabel,
+    EngineRunControls,
+    add_psf_choices,
+    follow_layers,
+    layer_psf,
+    scrolled_layout,
+    theme_axes,
+)
 from .params_form import ParamsForm
-from .worker import EngineRunner, RunRequest, error_message
+from .worker import EngineRunner, RunRequest, connect_alive, error_message, on_widget_closed, running_job
+
+#: The name the Train panel's run is registered under for its viewer (one training run at a time per viewer).
+JOB_KEY = "train"
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -153,16 +166,17 @@ class TrainWidget(QWidget, EngineRunControls):
         self.use_button.setToolTip("select the inference engine and these weights in the Reconstruct widget")
         self.use_button.setEnabled(False)
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(inputs_box)
-        layout.addWidget(params_box)
-        layout.addWidget(self.device_label)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status_label)
-        layout.addWidget(self.canvas)
-        layout.addWidget(self.use_button)
-        layout.addStretch(1)
+        # The forms and the plot scroll (the dock fits a laptop screen); Train/Cancel stay in view.
+        body, footer = scrolled_layout(self)
+        body.addWidget(inputs_box)
+        body.addWidget(params_box)
+        body.addWidget(self.device_label)
+        body.addWidget(self.canvas)
+        body.addWidget(self.use_button)
+        body.addStretch(1)
+        footer.addLayout(buttons)
+        footer.addWidget(self.progress)
+        footer.addWidget(self.status_label)
 
         # Wiring -------------------------------------------------------------
         self.engine_combo.currentIndexChanged.connect(self._on_engine_changed)
@@ -174,7 +188,15 @@ class TrainWidget(QWidget, EngineRunControls):
         self.run_button.clicked.connect(self.run)
         self.use_button.clicked.connect(self.use_in_reconstruct)
         follow_layers(self.viewer, self._refresh_layers, moved=True)
+        # a trainer the user picked is kept; until then the loaded layers choose one (an LFM sample → SeReNet)
+        self._engine_picked = False
+        self.engine_combo.activated.connect(self._on_engine_picked)
+        self._select_fitting_trainer()
         self._on_engine_changed()
+        on_widget_closed(self, self._on_closed)
+        running = running_job(self.viewer, JOB_KEY)
+        if running is not None:
+            self._follow(running)
 
     # -------------------------------------------------------------- choices
     @property
@@ -202,6 +224,7 @@ class TrainWidget(QWidget, EngineRunControls):
         index = self.engine_combo.findData(name)
         if index < 0:
             raise ValueError(f"unknown training engine {name!r}; available: {engines.available(kind='train')}")
+        self._engine_picked = True
         self.engine_combo.setCurrentIndex(index)
 
     def select_input(self, name: str) -> None:
@@ -252,7 +275,31 @@ class TrainWidget(QWidget, EngineRunControls):
             fits = [x.name for x in layers if x.ndim in input_ndim(engine)]
         return (fits or names)[-1]
 
+    def _on_engine_picked(self, *_: Any) -> None:
+        self._engine_picked = True
+
+    def _select_fitting_trainer(self) -> bool:
+        """Select the trainer the loaded layers suit (unless the user picked one); True when it changed."""
+        if self._engine_picked:
+            return False
+        trainers = [engines.get(self.engine_combo.itemData(i)) for i in range(self.engine_combo.count())]
+        layers = []
+        for name in self._image_names():
+            psf = layer_psf(self.viewer.layers[name])
+            layers.append((psf.modality if psf is not None else None, self.viewer.layers[name].ndim))
+        choice = preferred_trainer(trainers, layers)
+        index = self.engine_combo.findData(choice) if choice is not None else -1
+        if index < 0 or index == self.engine_combo.currentIndex():
+            return False
+        self.engine_combo.blockSignals(True)
+        self.engine_combo.setCurrentIndex(index)
+        self.engine_combo.blockSignals(False)
+        return True
+
     def _refresh_layers(self, *_: Any) -> None:
+        if self._select_fitting_trainer():
+            self._on_engine_changed()  # refreshes the layers for the new trainer
+            return
         current_input = self.input_combo.currentData()
         current_psf = self.psf_combo.currentData()
         images = self._image_names()
@@ -405,12 +452,21 @@ class TrainWidget(QWidget, EngineRunControls):
         )
 
     def run(self) -> EngineRunner | None:
-        """Start training from the current settings (the Train button); bad input shows an error instead."""
+        """Start training from the current settings (the Train button); bad input shows an error instead.
+
+        While a training run of this viewer is going (started by a panel since
+        closed, too) no second one starts: that run is returned and followed.
+        """
         if self.runner is not None and self.runner.running:
             return self.runner
+        running = running_job(self.viewer, JOB_KEY)
+        if running is not None:
+            self._follow(running)
+            return running
         try:
             request = self.build_request()
             runner = EngineRunner(self.viewer, request, sync=self.sync)
+            runner.job_key = JOB_KEY
         except Exception as exc:  # bad input is a message to the user, never a traceback
             show_error(f"Cannot train: {error_message(exc)}")
             self.status_label.setText(f"cannot train: {error_message(exc)}")
@@ -421,16 +477,29 @@ class TrainWidget(QWidget, EngineRunControls):
         self.trained_weights = None
         self.curve = LossCurve()
         self._draw_loss()
-        runner.progressed.connect(self._on_progress)
-        runner.metric.connect(self._on_metric)
-        runner.previewed.connect(self._place)
-        runner.finished.connect(self._on_finished)
-        self.set_run_buttons(True)
-        self.use_button.setEnabled(False)
+        self._follow(runner)
         self.progress.setValue(0)
         self.status_label.setText(f"starting {runner.engine.name} on {request.input_name}…")
         runner.start()
         return runner
+
+    def _follow(self, runner: EngineRunner) -> None:
+        """Show ``runner``'s progress, loss and end here (and let Cancel stop it)."""
+        self.runner = runner
+        self._input_name = runner.request.input_name
+        connect_alive(runner.progressed, self, self._on_progress)
+        connect_alive(runner.metric, self, self._on_metric)
+        connect_alive(runner.previewed, self, self._place)
+        connect_alive(runner.finished, self, self._on_finished)
+        self.set_run_buttons(True)
+        self.use_button.setEnabled(False)
+        if runner.running:
+            self.status_label.setText(f"training with {runner.engine.name}…")
+
+    def _on_closed(self) -> None:
+        """The panel was closed: its training run stops (a checkpoint already written is kept)."""
+        if self.runner is not None and self.runner.running:
+            self.runner.cancel()
 
     # ------------------------------------------------------------ run events
     def _on_progress(self, fraction: float, message: str) -> None:
@@ -455,6 +524,7 @@ class TrainWidget(QWidget, EngineRunControls):
         ax.grid(True, which="both", alpha=0.3)
         if len(self.losses) > 1:
             ax.legend(fontsize=7)
+        theme_axes(self.viewer, self.figure, [ax])
         self.canvas.draw_idle()
 
     def _place(self, layer: Any) -> None:
