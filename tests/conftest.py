@@ -62,8 +62,10 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``qt`` marker for tests that need Qt without using a Qt fixture."""
-    config.addinivalue_line("markers", "qt: the test needs a running QApplication (skipped where Qt cannot start)")
+    """Register the ``qt`` marker for tests that need Qt without using a Qt fixture (e.g. they import widgets)."""
+    config.addinivalue_line(
+        "markers", "qt: the test needs Qt (imports it or starts a QApplication); skipped where Qt cannot start"
+    )
 
 
 def _missing_packages() -> list[str] | None:

@@ -65,6 +65,7 @@ def test_manifest_validates_and_names_the_distribution():
     assert set(used) <= command_ids
 
 
+@pytest.mark.qt  # the widgets' modules import Qt
 def test_every_python_name_resolves_to_a_callable():
     for command in manifest().contributions.commands:
         module_name, _, attribute = command.python_name.partition(":")
