@@ -19,6 +19,7 @@ ReaderFunction = Callable[[Any], list[LayerData]]
 TIFF_SUFFIXES = (".tif", ".tiff")
 ZARR_SUFFIX = ".zarr"
 PSF_SUFFIX = ".psf.safetensors"  # same as napari_lfrecon.psf.model.PSF_FILE_SUFFIX, kept literal to import nothing
+SPATIAL_UNIT = "µm"  # same as napari_lfrecon.controllers.layers.SPATIAL_UNIT, kept literal to import nothing
 #: Keys the reader puts into layer metadata; the writer does not store them back as the image's own metadata.
 READER_KEYS = ("voxel_size", "voxel_size_known", "voxel_size_note", "axes", "source", "psf")
 NO_VOXEL_NOTE = "file carries no voxel size"
@@ -107,6 +108,8 @@ def _image_layer(path: Path, kind: str) -> LayerData:
     if image.voxel_size is not None:
         size_of = dict(zip(image.spatial_axes, image.voxel_size, strict=True))
         kwargs["scale"] = tuple(size_of.get(a, 1.0) for a in layer_axes if a != "S")
+        # the spatial axes are in µm (scale bar, sliders); others (time, views) keep napari's default
+        kwargs["units"] = tuple(SPATIAL_UNIT if a in size_of else "pixel" for a in layer_axes if a != "S")
     else:
         metadata["voxel_size_note"] = NO_VOXEL_NOTE
     kwargs["metadata"] = metadata
@@ -138,6 +141,8 @@ def _psf_layer(path: Path) -> LayerData:
             metadata["voxel_size_note"] = "PSF optics lack camera_pixel_um/magnification: sensor sampling unknown"
     metadata["voxel_size_known"] = "scale" in kwargs
     metadata["voxel_size"] = list(kwargs["scale"][-3:]) if "scale" in kwargs else None
+    if "scale" in kwargs:
+        kwargs["units"] = ("pixel",) * (len(kwargs["scale"]) - 3) + (SPATIAL_UNIT,) * 3
     metadata["source"] = {"format": "psf", "path": str(path), "description": psf.describe()}
     kwargs["metadata"] = metadata
     return psf.array, kwargs, "image"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..controllers.layers import axes_kwargs
 from ._geometry import output_translate
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -35,7 +36,9 @@ def sample_layers(name: str) -> list[LayerData]:
         metadata["engine_hint"] = {"engine": "niiv", "params": params}
     measurement_kwargs: dict[str, Any] = {"name": name, "metadata": metadata}
     if scale is not None:
+        # µm on the spatial axes (the scale bar and sliders read µm) and z/y/x labels
         measurement_kwargs["scale"] = scale
+        measurement_kwargs.update(axes_kwargs(data.ndim, min(data.ndim, 3)))
     layers: list[LayerData] = [(data, measurement_kwargs, "image")]
     truth = sample.get("ground_truth")
     if truth is not None:
@@ -58,7 +61,9 @@ def sample_layers(name: str) -> list[LayerData]:
                     "scale": voxel,
                     "translate": translate,
                     "visible": False,
+                    # never a default input of Reconstruct, Train or the Metrics prediction
                     "metadata": {"sample": name, "ground_truth": True},
+                    **axes_kwargs(truth.ndim, min(truth.ndim, 3)),
                 },
                 "image",
             )

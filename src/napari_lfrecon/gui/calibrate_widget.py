@@ -58,7 +58,7 @@ from ..engines.calibrate_xlfm import OPTICS_OBJECT_KEY, XLFMCalibrateParams
 from ..io import calibration_files as files
 from ..psf.calibrate_bead import BeadCalibration
 from .kit import PROGRESS_STEPS as _PROGRESS_STEPS
-from .kit import LayerPicker, RunPanel, follow_layers, hbox, int_spin, number_field, spin
+from .kit import LayerPicker, RunPanel, follow_layers, hbox, int_spin, number_field, scrolled_layout, spin
 from .params_form import ParamsForm
 from .worker import EngineRunner, RunRequest, error_message, sync_requested
 
@@ -107,10 +107,12 @@ class CalibrateWidget(QWidget):
             self.panel.status_label,
         )
         self._fail, self._start_engine = self.panel.fail, self.panel.start_engine
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.tabs)
-        layout.addWidget(self.panel)
-        layout.addStretch(1)
+        # The tabs scroll (the dock fits a laptop screen); progress and Cancel stay in view.
+        body, footer = scrolled_layout(self)
+        body.addWidget(self.tabs)
+        body.addStretch(1)
+        footer.addWidget(self.panel)
+        self.panel.stop_on_close(self)
         follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
 

@@ -40,7 +40,16 @@ from qtpy.QtWidgets import (
 from ..device import describe_device, select_device
 from ..jobs import error_message
 from ..psf.model import PSF
-from .worker import EngineRunner, Job, RunRequest, qt_alive, start_job, sync_requested
+from .worker import (
+    EngineRunner,
+    Job,
+    RunRequest,
+    connect_alive,
+    on_widget_closed,
+    qt_alive,
+    start_job,
+    sync_requested,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -399,11 +408,12 @@ class RunPanel(QWidget):
             self.fail(f"Cannot run {request.engine}: {error_message(exc)}")
             return None
         self.runner = runner
-        runner.progressed.connect(self.show_progress)
-        runner.resulted.connect(on_result)
+        # the run may outlive this panel (a closed dock): calls to a deleted panel are dropped
+        connect_alive(runner.progressed, self, self.show_progress)
+        connect_alive(runner.resulted, self, on_result)
         if on_metric is not None:
-            runner.metric.connect(on_metric)
-        runner.finished.connect(self._on_engine_finished)
+            connect_alive(runner.metric, self, on_metric)
+        connect_alive(runner.finished, self, self._on_engine_finished)
         self._engine_busy = True
         self.set_busy(True, message)
         runner.start()
@@ -429,6 +439,16 @@ class RunPanel(QWidget):
             sync=self.sync,
         )
         return self.job
+
+    def stop_on_close(self, owner: QWidget) -> None:
+        """Stop this panel's runs when ``owner`` (the dock widget holding it) is closed."""
+        on_widget_closed(owner, self._closed)
+
+    def _closed(self) -> None:
+        if self.runner is not None and self.runner.running:
+            self.runner.cancel()
+        if self.job is not None and self.job.running:
+            self.job.detach()  # its results would go to widgets that are gone
 
     def cancel(self) -> None:
         """Stop what runs (the Cancel button); engines stop within one step."""

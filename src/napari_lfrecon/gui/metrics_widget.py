@@ -41,13 +41,14 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
+from ..controllers.layers import is_ground_truth
 from ..metrics.report import compare
 from ._geometry import output_translate
-from .worker import Job, start_job
+from .kit import scrolled_layout, theme_axes
+from .worker import Job, connect_alive, on_widget_closed, start_job
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -134,7 +135,8 @@ class MetricsWidget(QWidget):
         top.addRow("radius", self.radius_spin)
         top.addRow("data range", self.range_spin)
         top.addRow(self.follow_check)
-        layout = QVBoxLayout(self)
+        # Everything scrolls: the dock fits a laptop screen.
+        layout, _footer = scrolled_layout(self)
         layout.addLayout(top)
         layout.addWidget(readouts)
         layout.addWidget(self.canvas)
@@ -147,8 +149,9 @@ class MetricsWidget(QWidget):
         self.timer.setInterval(THROTTLE_MS)
         self.timer.timeout.connect(self.refresh)
 
-        self.viewer.layers.events.inserted.connect(self._on_inserted)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        connect_alive(self.viewer.layers.events.inserted, self, self._on_inserted)
+        connect_alive(self.viewer.layers.events.removed, self, self._refresh_layers)
+        on_widget_closed(self, self._on_closed)
         for combo in (self.pred_combo, self.ref_combo):
             combo.currentIndexChanged.connect(self._on_selection)
         for signal in (
@@ -181,8 +184,17 @@ class MetricsWidget(QWidget):
             self.measure_combo.setCurrentText(current)
         self._on_selection()
 
+    def _on_closed(self) -> None:
+        """The panel was closed: its comparisons stop and report nowhere."""
+        for job in (self._job, self._split_job):
+            if job is not None and job.running:
+                job.detach()
+
     def _default_prediction(self, names: list[str]) -> str:
-        engine_layers = [layer.name for layer in self._images() if "engine" in layer.metadata]
+        # a reconstruction, never a ground truth (that is the reference)
+        engine_layers = [
+            layer.name for layer in self._images() if "engine" in layer.metadata and not is_ground_truth(layer.metadata)
+        ]
         return engine_layers[-1] if engine_layers else _NONE
 
     def _default_reference(self, names: list[str]) -> str:
@@ -192,7 +204,8 @@ class MetricsWidget(QWidget):
     def _on_inserted(self, event: Any) -> None:
         layer = event.value
         self._refresh_layers()
-        if self.follow_check.isChecked() and isinstance(layer, Image) and "engine" in layer.metadata:
+        followed = isinstance(layer, Image) and "engine" in layer.metadata and not is_ground_truth(layer.metadata)
+        if self.follow_check.isChecked() and followed:
             self.pred_combo.setCurrentText(layer.name)
 
     def select(self, prediction: str | None = None, reference: str | None = None, mode: str | None = None) -> None:
@@ -291,6 +304,7 @@ class MetricsWidget(QWidget):
     def _draw_empty(self) -> None:
         self.sweep_ax.set(title="Fourier-PSNR sweep (xz + yz)", xlabel="radius (frequency index)", ylabel="dB")
         self.fsc_ax.set(title="FSC", xlabel="spatial frequency (1/µm)", ylabel="correlation")
+        theme_axes(self.viewer, self.figure, [self.sweep_ax, self.fsc_ax])
         self.canvas.draw_idle()
 
     def _draw(self, r: dict[str, Any]) -> None:

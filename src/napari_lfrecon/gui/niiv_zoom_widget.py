@@ -7,14 +7,17 @@ builds the field for the chosen layer and shows the status line.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QWidget
 
 from ..controllers.niiv_zoom import build_field, zoom_source
 from ..controllers.niiv_zoom_geometry import FieldDecoder
+from .kit import scrolled_layout
 from .niiv_zoom import NiivZoom
+from .worker import connect_alive, on_widget_closed
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -37,7 +40,7 @@ class NiivZoomWidget(QWidget):
         self.status_label.setWordWrap(True)
         form = QFormLayout()
         form.addRow("layer", self.layer_combo)
-        layout = QVBoxLayout(self)
+        layout, _footer = scrolled_layout(self)  # small minimum height, like every dock
         layout.addLayout(form)
         layout.addWidget(self.live_check)
         layout.addWidget(self.status_label)
@@ -45,9 +48,15 @@ class NiivZoomWidget(QWidget):
         self.live_check.toggled.connect(self._on_live_toggled)
         self.layer_combo.currentIndexChanged.connect(self._on_layer_changed)
         self.zoom.status_changed.connect(self.status_label.setText)
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        connect_alive(self.viewer.layers.events.inserted, self, self._refresh_layers)
+        connect_alive(self.viewer.layers.events.removed, self, self._on_layer_removed)
+        on_widget_closed(self, self._on_closed)
         self._refresh_layers()
+
+    def _on_closed(self) -> None:
+        """The panel was closed: decoding stops and the zoom tile goes."""
+        with contextlib.suppress(RuntimeError):  # the zoom's Qt timers may already be gone with the panel
+            self.zoom.detach()
 
     def _candidates(self) -> list[str]:
         return [layer.name for layer in self.viewer.layers if zoom_source(self.viewer, layer) is not None]

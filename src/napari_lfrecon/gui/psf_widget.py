@@ -62,7 +62,6 @@ from qtpy.QtWidgets import (
     QSizePolicy,
     QSpinBox,
     QStackedWidget,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -124,7 +123,8 @@ from ._psf_editor_layers import (
     resample_to_layer,
     show_reconstruction_psf,
 )
-from .worker import Job, start_job
+from .kit import scrolled_layout
+from .worker import Job, connect_alive, on_widget_closed, qt_alive, start_job
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -194,14 +194,15 @@ class PSFEditorWidget(QWidget):
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: gray")
 
-        layout = QVBoxLayout()
+        # The forms scroll (the dock fits a laptop screen); the buttons and status stay in view.
+        layout, footer = scrolled_layout(self)
         layout.addLayout(mode_row)
         layout.addWidget(self.pages)
         layout.addWidget(modes_box, stretch=1)
         layout.addLayout(resample_form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status)
-        self.setLayout(layout)
+        footer.addLayout(buttons)
+        footer.addWidget(self.status)
+        on_widget_closed(self, self._on_closed)
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -213,8 +214,8 @@ class PSFEditorWidget(QWidget):
         self.load_button.clicked.connect(self._load_dialog)
         self.use_button.clicked.connect(self._use_clicked)
         self.resample_combo.currentIndexChanged.connect(self._on_resample_changed)
-        self.viewer.layers.events.inserted.connect(self._refresh_resample_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_resample_layers)
+        connect_alive(self.viewer.layers.events.inserted, self, self._refresh_resample_layers)
+        connect_alive(self.viewer.layers.events.removed, self, self._refresh_resample_layers)
         self._refresh_resample_layers()
         self._on_mode_changed()
 
@@ -433,6 +434,13 @@ class PSFEditorWidget(QWidget):
     def computing(self) -> bool:
         """True while a computation runs in the worker layer."""
         return self._job is not None and self._job.running
+
+    def _on_closed(self) -> None:
+        """The panel was closed: a computation still running is stopped and its result dropped."""
+        if qt_alive(self._timer):
+            self._timer.stop()
+        if self._job is not None and self._job.running:
+            self._job.detach()
 
     @property
     def busy(self) -> bool:
