@@ -116,7 +116,7 @@ def test_wheel_installs_into_a_fresh_venv_with_manifest_samples_and_weights(tmp_
         ).stdout.strip()
     )
     (fresh_site / "borrowed_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
     installed = subprocess.run(
         [str(fresh_python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
         capture_output=True,
