@@ -54,6 +54,9 @@ def test_conftest_names_the_packages_ci_installs():
     ci = (ROOT / ".ci" / "run").read_text()
     listed = re.search(r"for pkg in (.*?); do", ci, flags=re.S).group(1).replace("\\\n", " ").split()
     assert listed == list(conftest.QT_SYSTEM_PACKAGES)
+    readme = (ROOT / "README.md").read_text()
+    apt = re.search(r"```\nsudo apt-get install (.*?)\n```", readme, flags=re.S).group(1).replace("\\\n", " ")
+    assert apt.split() == listed, "the README's apt command lists the packages .ci/run installs"
 
 
 def _run_suite(tmp_path: Path, *, no_qt_libraries: bool, hide_display: bool) -> subprocess.CompletedProcess:
