@@ -240,7 +240,8 @@ class ReconstructWidget(QWidget, EngineRunControls):
         ]
         choice = control.default_input(candidates, current_input, measurements)
         self.input_combo.blockSignals(True)
-        self.input_combo.setCurrentIndex(max(self.input_combo.findData(choice), 0))
+        # no default at all rather than a ground truth (the user may still pick one)
+        self.input_combo.setCurrentIndex(self.input_combo.findData(choice) if choice is not None else -1)
         self.input_combo.blockSignals(False)
         self.psf_picker.refresh()
         if current_input != self.input_combo.currentData():
