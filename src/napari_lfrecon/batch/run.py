@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -288,8 +289,20 @@ def _connect(scheduler: str | None, workers: int | None):
     return Client(cluster, set_as_default=False), cluster
 
 
-def _close(client: Any, cluster: Any) -> None:
-    """Close the client and a local cluster without waiting long for busy workers (Ctrl-C must be quick)."""
+def _close(client: Any, cluster: Any, *, force: bool = False) -> None:
+    """Close the client and a local cluster; with ``force`` (Ctrl-C, failure) end its workers first.
+
+    A worker busy in a long torch call ignores a polite close, and a cluster
+    whose close timed out is closed again at exit with a longer timeout: an
+    interrupted run would then take many seconds to end. The workers are this
+    process's own children, so ending them is safe.
+    """
+    if cluster is not None and force:
+        for pid in _worker_pids(cluster):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass  # already gone
     if client is not None:
         try:
             client.close(timeout=CLOSE_TIMEOUT_S)
@@ -302,6 +315,19 @@ def _close(client: Any, cluster: Any) -> None:
             _log.debug("closing the local cluster: %s", exc)
 
 
+def _worker_pids(cluster: Any) -> list[int]:
+    """Process ids of a LocalCluster's worker processes (started by this process)."""
+    pids = []
+    for nanny in getattr(cluster, "workers", {}).values():
+        process = getattr(getattr(nanny, "process", None), "process", None)
+        pid = getattr(process, "pid", None)
+        if isinstance(pid, int):
+            pids.append(pid)
+    return pids
+
+
+#: Inputs from this size on get "planning…" messages before the first chunk (planning them takes a while).
+ANNOUNCE_BYTES = 64 * 2**20
 #: Chunks per graph when running locally (bounds the graph's own memory).
 LOCAL_WAVE = 32
 
@@ -397,8 +423,10 @@ def run_batch(
     from ..engines.base import EngineInputError, make_params
 
     # Everything is checked before the output store is created: a refused run leaves nothing behind.
-    if progress is not None:
-        progress(0.0, f"planning chunks for an input of {source.shape} ({format_size(source.nbytes)})…")
+    # A large input's planning and checks take seconds: say so at once (small runs stay quiet until chunks finish).
+    announce = progress if progress is not None and source.nbytes >= ANNOUNCE_BYTES else None
+    if announce is not None:
+        announce(0.0, f"planning chunks for an input of {source.shape} ({format_size(source.nbytes)})…")
     _fix_malloc_thresholds()
     psf = psf_on_data_grid(psf, voxel_size)  # as every other path does: the data's sampling is honoured
     engine_obj = engines.get(engine)
@@ -432,8 +460,8 @@ def run_batch(
         blend=blend,
     )
     total = len(plan.chunks)
-    if progress is not None:
-        progress(0.0, f"planned {total} chunks of ≈{format_size(plan.task_bytes)} per task; checking the input…")
+    if announce is not None:
+        announce(0.0, f"planned {total} chunks of ≈{format_size(plan.task_bytes)} per task; checking the input…")
     if workers and scheduler is None:
         check_workers(int(workers), plan.task_bytes)
     check_finite(source, plan)
@@ -514,11 +542,11 @@ def run_batch(
             "free some space and run the same command again to resume"
         ) from None
     except KeyboardInterrupt:
-        _close(client, cluster)
+        _close(client, cluster, force=True)
         client = cluster = None
         raise BatchInterrupted(_keep_or_remove(output, existed), total, str(output)) from None
     except BaseException:
-        _close(client, cluster)
+        _close(client, cluster, force=True)
         client = cluster = None
         _keep_or_remove(output, existed)
         raise
