@@ -147,7 +147,19 @@ def throttled_previews(events: Any, interval_s: float = PREVIEW_INTERVAL_S) -> A
             volume = np.asarray(held.data)
             yield PreviewFrame(volume, volume_contrast(volume), held.fraction)
             held = None
+        if isinstance(event, Update) and event.kind == "result" and isinstance(event.data, Volume):
+            # napari would scan the whole result on the main thread for its contrast: do it here
+            yield ResultFrame(event, volume_contrast(np.asarray(event.data.data)))
+            continue
         yield event
+
+
+@dataclass
+class ResultFrame:
+    """A ``result`` update with its volume's contrast limits, computed on the worker thread."""
+
+    update: Update
+    contrast: tuple[float, float]
 
 
 # ------------------------------------------------------------------ runs per viewer, closing
@@ -539,6 +551,8 @@ class EngineRunner:
     def _handle_event(self, event: Event | PreviewFrame) -> None:
         if isinstance(event, PreviewFrame):
             self._queue_preview(event)
+        elif isinstance(event, ResultFrame):
+            self._show_result(event.update.data, event.update.message, event.contrast)
         elif isinstance(event, Warned):
             show_warning(event.message)
         elif isinstance(event, Failed):
@@ -604,7 +618,7 @@ class EngineRunner:
         _fit_contrast(layer, frame.contrast)
         self.previewed.emit(layer)
 
-    def _show_result(self, result: Any, message: str) -> None:
+    def _show_result(self, result: Any, message: str, contrast: tuple[float, float] | None = None) -> None:
         self.seconds = time.perf_counter() - self._started
         self.result = result
         volume = result if isinstance(result, Volume) else getattr(result, "volume", lambda: None)()
@@ -620,6 +634,7 @@ class EngineRunner:
                 translate=self._out_translate(volume.data),
                 metadata={**volume.metadata, **self._metadata(volume.data)},
                 **self._axes(volume.data),
+                **({"contrast_limits": contrast} if contrast is not None else {}),
             )
         self.resulted.emit(result)
         self._end("done", message or "done")
