@@ -314,6 +314,38 @@ def follow_layers(viewer: napari.Viewer, refresh: Callable[..., Any], *, moved: 
 MAX_DOCK_MIN_HEIGHT = 700
 
 
+class VerticalScrollArea(QScrollArea):
+    """A scroll area that scrolls vertically only: as wide as its contents need, as short as a few rows.
+
+    Its width hints are the contents' (plus the scroll bar), so the dock never
+    clips the contents sideways; its minimum height is small, so the dock fits any screen.
+    """
+
+    #: The minimum height of the scrolled part: a few rows stay visible.
+    MIN_HEIGHT = 120
+
+    def _width(self, hint: Any) -> int:
+        content = self.widget()
+        inner = hint(content).width() if content is not None else 0
+        return inner + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+
+    def minimumSizeHint(self) -> Any:  # noqa: N802 (Qt's name)
+        """The contents' minimum width, a small height."""
+        hint = super().minimumSizeHint()
+        hint.setWidth(self._width(QWidget.minimumSizeHint))
+        hint.setHeight(self.MIN_HEIGHT)
+        return hint
+
+    def sizeHint(self) -> Any:  # noqa: N802 (Qt's name)
+        """The contents' preferred size (the dock shows all of it when there is room)."""
+        hint = super().sizeHint()
+        content = self.widget()
+        if content is not None:
+            hint.setWidth(self._width(QWidget.sizeHint))
+            hint.setHeight(content.sizeHint().height() + 2 * self.frameWidth())
+        return hint
+
+
 def scrolled_layout(widget: QWidget) -> tuple[QVBoxLayout, QVBoxLayout]:
     """``(body, footer)`` layouts of ``widget``: the body scrolls, the footer (Run/Cancel, status) stays visible.
 
@@ -323,7 +355,7 @@ def scrolled_layout(widget: QWidget) -> tuple[QVBoxLayout, QVBoxLayout]:
     """
     outer = QVBoxLayout(widget)
     outer.setContentsMargins(0, 0, 0, 0)
-    scroll = QScrollArea()
+    scroll = VerticalScrollArea()
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)
     scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
