@@ -15,7 +15,7 @@ import numpy as np
 
 from . import engines
 from .batch.guard import BatchInterrupted
-from .engines.base import EngineInputError, param_specs
+from .engines.base import EngineInputError, make_params, param_specs
 from .jobs.protocol import MissingVoxelSize
 
 
@@ -26,13 +26,24 @@ class ProgressBar:
         self.stream = stream
         self.width = width
         self._last = -1.0
+        self._last_time = 0.0
         self._tty = hasattr(stream, "isatty") and stream.isatty()
+
+    #: Seconds after which a log (not a terminal) gets a line even without 10 % more progress (huge runs).
+    LOG_EVERY_S = 2.0
 
     def __call__(self, fraction: float, message: str) -> None:
         """Draw ``fraction`` (0–1) with ``message``."""
-        if not self._tty and fraction - self._last < 0.1 and fraction < 1.0:
+        now = time.monotonic()
+        if (
+            not self._tty
+            and 0.0 < fraction < 1.0  # the stages before any progress (planning, …) are always shown
+            and fraction - self._last < 0.1
+            and now - self._last_time < self.LOG_EVERY_S
+        ):
             return
         self._last = fraction
+        self._last_time = now
         filled = int(round(self.width * min(max(fraction, 0.0), 1.0)))
         line = f"[{'#' * filled}{'.' * (self.width - filled)}] {fraction:4.0%} {message}"
         end = "\r" if self._tty and fraction < 1.0 else "\n"
@@ -74,14 +85,15 @@ def _voxel(values: Sequence[float] | None) -> tuple[float, float, float] | None:
     return tuple(float(v) for v in values)  # type: ignore[return-value]
 
 
-def _read_image(path: Path):
+def _read_image(path: Path, *, lazy: bool = False):
+    """A TIFF or zarr input (``lazy``: pixels memory-mapped or read on demand)."""
     from .io.tiff import read_tiff
 
     suffix = "".join(path.suffixes).lower()
     if not path.exists():
         raise FileNotFoundError(f"input not found: {path}")
     if suffix.endswith((".tif", ".tiff")):
-        return read_tiff(path)
+        return read_tiff(path, lazy=lazy)
     if suffix.endswith(".zarr") or path.is_dir():
         from .io.zarr_io import read_zarr
 
@@ -173,6 +185,7 @@ def _wants_batch(args: argparse.Namespace) -> bool:
 def cmd_reconstruct(args: argparse.Namespace, param_names: list[str]) -> int:
     """``lfrecon reconstruct``: one input file → one volume file (OME-Zarr outputs run chunk by chunk)."""
     from .api import reconstruct
+    from .batch.guard import check_in_memory_run
     from .io.outputs import check_output_file
 
     engine = engines.get(args.engine)
@@ -182,11 +195,20 @@ def cmd_reconstruct(args: argparse.Namespace, param_names: list[str]) -> int:
     check_output_file(args.output, inputs=[args.input], overwrite=args.overwrite)
     if _wants_batch(args):
         return cmd_reconstruct_batch(args, param_names)
-    image = _read_image(Path(args.input))
+    image = _read_image(Path(args.input), lazy=True)
     voxel_size = _voxel(args.voxel_size) or (tuple(image.voxel_size) if image.voxel_size else None)
     psf = _psf_for_input(args, voxel_size)
     camera = _camera(args)
     params = {name: getattr(args, name) for name in param_names}
+    # A TIFF output holds the whole result in memory: refuse what cannot fit before reading a pixel.
+    check_in_memory_run(
+        engine,
+        image.data,
+        psf,
+        voxel_size,
+        make_params(engine.Params, params),
+        hint="write an OME-Zarr output (OUT.zarr, with --max-memory) to run it chunk by chunk",
+    )
     started = time.perf_counter()
     volume = reconstruct(
         args.engine,

@@ -139,3 +139,47 @@ def dask_setup(worker: Any = None) -> None:
     except (OSError, AttributeError):
         pass  # not Linux/glibc: the polling thread below does it
     threading.Thread(target=_watch_parent, args=(parent,), name="lfrecon-parent-watch", daemon=True).start()
+
+
+#: Copies of the output an in-memory run holds at its end (the engine's result and the writer's buffer).
+OUTPUT_COPIES = 2
+
+
+def in_memory_bytes(engine: Any, data: Any, psf: Any, voxel_size: Any, params: Any) -> int:
+    """Estimated peak bytes of reconstructing ``data`` whole in memory (a TIFF output, the API).
+
+    The input as float32, the engine's working set (``Engine.memory_bytes``)
+    and the output held twice. ``data`` may be lazy: only its shape is used.
+    """
+    shape = tuple(int(n) for n in np.shape(data))
+    inputs = engine.inputs_type(data=_ShapeOnly(shape), psf=psf, voxel_size=voxel_size)
+    try:
+        out_shape = engine.output_shape(inputs, params) or shape
+        working = int(engine.memory_bytes(inputs, params))
+    except Exception:  # noqa: BLE001 - an engine's estimate must not fail a run its own checks would accept
+        out_shape, working = shape, 4 * 4 * int(np.prod(shape, dtype=np.float64))
+    output = 4 * int(np.prod(out_shape, dtype=np.float64))
+    return 4 * int(np.prod(shape, dtype=np.float64)) + working + OUTPUT_COPIES * output
+
+
+class _ShapeOnly:
+    """Stands for an array in size estimates: it has a shape and nothing to read."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.ndim = len(shape)
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise EngineInputError("internal: a size estimate tried to read the data")
+
+
+def check_in_memory_run(engine: Any, data: Any, psf: Any, voxel_size: Any, params: Any, *, hint: str = "") -> None:
+    """Refuse a whole-in-memory run the machine cannot hold, with the estimate (before any pixel is read)."""
+    needed = in_memory_bytes(engine, data, psf, voxel_size, params)
+    available = available_memory()
+    if needed > available:
+        raise EngineInputError(
+            f"reconstructing the input {tuple(np.shape(data))} whole in memory needs ≈{format_size(needed)} "
+            f"(input, {engine.name}'s working set and the output) but {format_size(available)} is available"
+            + (f": {hint}" if hint else "")
+        )
