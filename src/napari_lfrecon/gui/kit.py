@@ -13,6 +13,7 @@ are added or removed (the widgets connect it to the layer-list events).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,8 @@ NO_LAYER = "(none)"
 PSF_FROM_FILE = "__file__"
 #: Progress bar resolution shared by the widgets (Qt progress bars are integer).
 PROGRESS_STEPS = 1000
+#: Progress is shown at most this often (seconds): a new status text re-lays out the dock.
+PROGRESS_DISPLAY_S = 0.1
 
 
 def layer_psf(layer: Any) -> PSF | None:
@@ -130,6 +133,22 @@ def _browse_button(tip: str) -> QPushButton:
     button.setFixedWidth(28)
     button.setToolTip(tip)
     return button
+
+
+class ProgressBar(QProgressBar):
+    """A progress bar whose moves are painted with the next frame, never synchronously.
+
+    ``QProgressBar.setValue`` repaints at once; in a window holding napari's GL
+    canvas that forces a composite of the whole window (tens of ms of main-thread time per step).
+    """
+
+    def setValue(self, value: int) -> None:  # noqa: N802 (Qt's name)
+        """Set the value; the bar is redrawn with the next paint."""
+        self.setUpdatesEnabled(False)
+        try:
+            super().setValue(value)
+        finally:
+            self.setUpdatesEnabled(True)  # schedules an (asynchronous) update
 
 
 class LayerPicker(QWidget):
@@ -305,9 +324,16 @@ def follow_layers(viewer: napari.Viewer, refresh: Callable[..., Any], *, moved: 
             if not qt_alive(owner):
                 _event.disconnect(guarded)
                 return
+            if args and _is_preview_event(args[0]):
+                return  # a run's preview layer is in no picker: adding or removing it changes no choice
             refresh(*args)
 
         event.connect(guarded)
+
+
+def _is_preview_event(event: Any) -> bool:
+    layer = getattr(event, "value", None)
+    return bool(getattr(layer, "metadata", {}).get("preview")) if layer is not None else False
 
 
 #: The tallest a dock's minimum size may be: it must fit a 1366×768 screen beside napari's own bars.
@@ -408,7 +434,7 @@ class RunPanel(QWidget):
         self._stop: threading.Event | None = None
         # True from start until the runner's finished signal (its status changes a little earlier)
         self._engine_busy = False
-        self.progress = QProgressBar()
+        self.progress = ProgressBar()
         self.progress.setRange(0, PROGRESS_STEPS)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -501,7 +527,11 @@ class RunPanel(QWidget):
             self.status_label.setText(message)
 
     def show_progress(self, fraction: float, message: str) -> None:
-        """Move the bar to ``fraction`` (0–1) and show ``message``."""
+        """Move the bar to ``fraction`` (0–1) and show ``message`` (at most every :data:`PROGRESS_DISPLAY_S`)."""
+        now = time.perf_counter()
+        if fraction < 1.0 and now - getattr(self, "_progress_shown_at", -1e9) < PROGRESS_DISPLAY_S:
+            return
+        self._progress_shown_at = now
         self.progress.setValue(round(min(max(fraction, 0.0), 1.0) * PROGRESS_STEPS))
         self.status_label.setText(message)
 
@@ -541,7 +571,7 @@ class EngineRunControls:
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        self.progress = QProgressBar()
+        self.progress = ProgressBar()
         self.progress.setRange(0, PROGRESS_STEPS)
         self.progress.setValue(0)
         self.status_label = QLabel("ready")
@@ -567,7 +597,15 @@ class EngineRunControls:
         self.cancel_button.setEnabled(running)
 
     def show_run_progress(self, fraction: float, message: str) -> None:
-        """Move the bar to ``fraction`` (0–1, as the runner reports it) and show ``message``."""
+        """Move the bar to ``fraction`` (0–1, as the runner reports it) and show ``message``.
+
+        At most :data:`PROGRESS_DISPLAY_S` apart (and always at the end): each new
+        status text re-lays out the dock, which costs the main thread tens of ms.
+        """
+        now = time.perf_counter()
+        if fraction < 1.0 and now - getattr(self, "_progress_shown_at", -1e9) < PROGRESS_DISPLAY_S:
+            return
+        self._progress_shown_at = now
         self.progress.setValue(round(fraction * PROGRESS_STEPS))
         self.status_label.setText(message)
 

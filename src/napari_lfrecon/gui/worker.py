@@ -623,8 +623,19 @@ class EngineRunner:
         self.result = result
         volume = result if isinstance(result, Volume) else getattr(result, "volume", lambda: None)()
         self._pending_preview = None
-        self._remove_preview()
-        if volume is not None:
+        preview = self.preview_layer
+        if (
+            volume is not None
+            and preview is not None
+            and preview in self.viewer.layers
+            and preview.ndim == volume.data.ndim
+        ):
+            # The preview layer becomes the result: adding a layer costs the main thread far more than new data.
+            self.output_voxel_size = tuple(float(v) for v in volume.voxel_size)
+            self.preview_layer = None
+            self._become_result(preview, volume, contrast)
+        elif volume is not None:
+            self._remove_preview()
             # the result carries its exact sampling (niiv knows it only after the run)
             self.output_voxel_size = tuple(float(v) for v in volume.voxel_size)
             self.result_layer = self.viewer.add_image(
@@ -636,8 +647,22 @@ class EngineRunner:
                 **self._axes(volume.data),
                 **({"contrast_limits": contrast} if contrast is not None else {}),
             )
+        else:
+            self._remove_preview()
         self.resulted.emit(result)
         self._end("done", message or "done")
+
+    def _become_result(self, layer: Any, volume: Volume, contrast: tuple[float, float] | None) -> None:
+        """Turn the preview ``layer`` into the result layer (name, data, placement, metadata, contrast)."""
+        data = volume.data
+        names = [name for name in self._layer_names() if name != layer.name]
+        layer.metadata = {**volume.metadata, **self._metadata(data)}
+        layer.name = result_name(self.request.input_name, self.engine.name, self.params, names)
+        layer.data = data
+        layer.scale = self._out_scale(data)
+        layer.translate = self._out_translate(data)
+        _fit_contrast(layer, contrast if contrast is not None else volume_contrast(np.asarray(data)))
+        self.result_layer = layer
 
     def _end(self, status: str, message: str) -> None:
         if self.status != "running":
