@@ -443,3 +443,76 @@ def test_planning_follows_what_any_engine_declares():
     assert max(len(c.tiles) for c in local.chunks) == 9  # interior cores are reached by their 8 neighbours' ramps
     with pytest.raises(ValueError, match="does not tell the shape"):
         plan_run((6, 64, 64), "ZYX", None, engine=type("Mute", (Local,), {"output_shape": Engine.output_shape})())
+
+
+# ----------------------------------------------------------------------------- failures leave nothing behind
+def test_a_run_failing_before_its_first_chunk_removes_only_the_store_it_created(tmp_path, monkeypatch):
+    from napari_lfrecon.batch import run as batch_run
+    from napari_lfrecon.jobs import EngineInputError
+
+    data = beads((8, 48, 48), n=10)
+    psf = gaussian_psf((5, 7, 7))
+    kwargs = dict(params={"iterations": 2}, tile=(24,))
+    real = batch_run.reconstruct_tile
+    calls = {"n": 0, "fail_after": 0}
+
+    def failing(job, psf_obj, tile):
+        calls["n"] += 1
+        if calls["n"] > calls["fail_after"]:
+            raise EngineInputError("tile failed")
+        return real(job, psf_obj, tile)
+
+    monkeypatch.setattr(batch_run, "reconstruct_tile", failing)
+    out = tmp_path / "new.zarr"
+    with pytest.raises(EngineInputError, match="tile failed"):
+        run_batch(array_source(data, "ZYX"), out, psf, **kwargs)
+    assert not out.exists()  # created by the failed run, nothing finished: removed
+
+    calls.update(n=0, fail_after=1)  # one chunk finishes, then a failure: the store is kept for resuming
+    with pytest.raises(EngineInputError, match="tile failed"):
+        run_batch(array_source(data, "ZYX"), out, psf, **kwargs)
+    assert len(finished_chunks(out)) == 1
+
+    calls.update(n=0, fail_after=0)  # a store that existed before the run is never removed
+    with pytest.raises(EngineInputError, match="tile failed"):
+        run_batch(array_source(data, "ZYX"), out, psf, **kwargs)
+    assert len(finished_chunks(out)) == 1
+
+
+def test_ctrl_c_raises_batch_interrupted_with_the_counts(tmp_path, monkeypatch):
+    from napari_lfrecon.batch import BatchInterrupted
+    from napari_lfrecon.batch import run as batch_run
+
+    data = beads((8, 48, 48), n=10)
+    psf = gaussian_psf((5, 7, 7))
+    real = batch_run.reconstruct_tile
+    calls = {"n": 0}
+
+    def interrupted(job, psf_obj, tile):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt
+        return real(job, psf_obj, tile)
+
+    monkeypatch.setattr(batch_run, "reconstruct_tile", interrupted)
+    with pytest.raises(BatchInterrupted) as caught:
+        run_batch(array_source(data, "ZYX"), tmp_path / "o.zarr", psf, params={"iterations": 2}, tile=(24,))
+    assert (caught.value.kept, caught.value.total) == (3, 4)
+    assert str(caught.value) == "interrupted; 3 of 4 chunks kept, run the same command to resume"
+
+
+def test_the_output_store_is_created_without_computing_its_chunks(tmp_path):
+    started = time.perf_counter()
+    batch_store.prepare_output(
+        tmp_path / "huge.zarr",
+        shape=(64, 32768, 32768),
+        chunks=(64, 512, 512),
+        axes="ZYX",
+        voxel_size=VOXEL,
+        metadata={},
+        signature={"run": 1},
+    )
+    assert time.perf_counter() - started < 5
+    image = read_zarr(tmp_path / "huge.zarr")
+    assert image.data.shape == (64, 32768, 32768) and image.voxel_size == VOXEL
+    assert batch_store.read_signature(tmp_path / "huge.zarr") == {"run": 1}

@@ -184,3 +184,33 @@ def test_peak_memory_stays_under_the_cap_for_an_input_eight_times_larger(tmp_pat
     written = read_zarr(out)
     assert written.data.shape == shape and np.allclose(written.voxel_size, VOXEL)
     assert float(written.data[3, 1000:1010, 1000:1010].mean().compute()) > 0
+
+
+def test_local_workers_die_with_a_killed_parent(tmp_path):
+    """SIGKILL the process running a 2-worker local cluster: no worker process may outlive it."""
+    import psutil
+
+    data = series(frames=1, shape=(6, 64, 64))[0]
+    inp = write_tiff(tmp_path / "in.tif", data, voxel_size=VOXEL)
+    psf_file = gaussian_psf().save(tmp_path / "p.psf.safetensors")
+    argv = ["reconstruct", "--psf", str(psf_file), "--iterations", "3000", "--tile", "16", "--workers", "2"]
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "napari_lfrecon.cli", *argv, str(inp), str(tmp_path / "o.zarr")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 60
+        workers: list = []
+        while time.time() < deadline and len(workers) < 2:
+            time.sleep(0.5)
+            workers = [p for p in psutil.Process(parent.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2, "the local cluster did not start"
+        time.sleep(2)  # the workers are running their preload (the parent-death guard)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        gone, alive = psutil.wait_procs(workers, timeout=5)
+        assert not alive, f"workers outlived their killed parent: {[p.pid for p in alive]}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
