@@ -22,7 +22,7 @@ import math
 import struct
 import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from ..jobs.protocol import DamagedFile, LfreconError
 RAW_READ_ERRORS: tuple[type[BaseException], ...] = (
     ZeroDivisionError,
     AssertionError,
+    SystemError,  # numcodecs on a mangled chunk: "Negative size passed to PyBytes_FromStringAndSize"
     IndexError,
     KeyError,
     TypeError,
@@ -66,6 +67,9 @@ _NOT_DAMAGE: tuple[type[BaseException], ...] = (
 MAX_EXPANSION = 1032
 #: Below this many bytes any declared size is accepted from a compressed file (small images compress well too).
 SMALL_DECLARED_BYTES = 2**30
+#: A strip, tile or chunk may decode to this many bytes whatever it stores (beyond it, at most MAX_EXPANSION
+#: times its stored bytes): the libraries decode each into one buffer of the declared segment shape.
+SMALL_SEGMENT_BYTES = 64 * 2**20
 #: Longest raw error text kept in a message.
 _MAX_DETAIL = 200
 
@@ -101,7 +105,10 @@ def describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if len(text) > _MAX_DETAIL:
         text = text[:_MAX_DETAIL] + "…"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    kind = type(exc).__name__
+    if type(exc).__module__ not in ("builtins", "__main__"):
+        kind = f"{type(exc).__module__.split('.')[0]}.{kind}"  # "zlib.error", not just "error"
+    return f"{kind}: {text}" if text else kind
 
 
 @contextmanager
@@ -123,15 +130,20 @@ class GuardedArray:
     dask graph runs raises :class:`DamagedFile` naming the file.
     """
 
-    def __init__(self, array: Any, path: str | Path) -> None:
+    def __init__(self, array: Any, path: str | Path, check: Callable[[Any], None] | None = None) -> None:
         self.array = array
         self.path = str(path)
+        #: Called with each read's key before the library decodes it (e.g. to refuse a chunk header
+        #: that declares more bytes than a chunk holds, which the codec would allocate first).
+        self.check = check
         self.shape = tuple(int(n) for n in array.shape)
         self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         with reading(self.path):
+            if self.check is not None:
+                self.check(key)
             return np.asarray(self.array[key])
 
 
@@ -141,20 +153,27 @@ def declared_bytes(shape: Sequence[int], dtype: Any) -> int:
 
 
 def check_declared_size(
-    path: str | Path, shape: Sequence[int], dtype: Any, *, stored_bytes: int, compressed: bool
+    path: str | Path,
+    shape: Sequence[int],
+    dtype: Any,
+    *,
+    stored_bytes: int,
+    compressed: bool,
+    small_bytes: int | None = None,
 ) -> int:
     """Refuse pixels the file cannot hold; return the declared size in bytes.
 
     ``stored_bytes`` is what the file (or store) holds for the pixels. Uncompressed
     pixels cannot take more bytes than that (the file would be truncated);
     compressed ones cannot expand more than :data:`MAX_EXPANSION` times, except
-    that anything up to :data:`SMALL_DECLARED_BYTES` is allowed.
+    that anything up to ``small_bytes`` (default :data:`SMALL_DECLARED_BYTES`) is allowed.
     """
     if any(int(n) < 0 for n in shape):
         raise DamagedFile(path, f"declares a negative dimension in shape {tuple(shape)}")
     size = declared_bytes(shape, dtype)
     if compressed:
-        limit = max(int(stored_bytes) * MAX_EXPANSION, SMALL_DECLARED_BYTES)
+        small = SMALL_DECLARED_BYTES if small_bytes is None else small_bytes
+        limit = max(int(stored_bytes) * MAX_EXPANSION, small)
         if size > limit:
             raise DamagedFile(
                 path,

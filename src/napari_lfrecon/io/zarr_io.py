@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..jobs.protocol import DamagedFile
-from .damage import GuardedArray, describe, reading
+from . import damage
+from .damage import GuardedArray, declared_bytes, describe, reading
 from .image import (
     FORMAT_VERSION,
     METADATA_KEY,
@@ -235,8 +236,6 @@ class MissingChunksWarning(UserWarning):
 
 #: Above this many chunks in the grid the stored ones are not counted at open time (listing would take long).
 MAX_CHUNKS_COUNTED = 200_000
-#: Largest chunk read at once; a damaged ``.zarray`` may declare any chunk shape.
-MAX_CHUNK_ELEMENTS = 2**31
 #: Document field: how many chunks the writer stored (zarr skips chunks equal to the fill value).
 STORED_CHUNKS_KEY = "stored_chunks"
 
@@ -246,14 +245,19 @@ def check_chunks(path: Path, array: Any, document: Mapping[str, Any] | None) -> 
 
     A store this package wrote records how many chunks it stored; fewer now
     means chunk files were deleted or lost, and the store is refused
-    (:class:`DamagedFile`, naming how many). Any other shortfall against the
-    grid is legitimate in zarr (unwritten chunks read as the fill value) but
+    (:class:`DamagedFile`, naming how many); exactly that many is a complete
+    store. Any other shortfall against the grid is legitimate in zarr (unwritten chunks read as the fill value) but
     may be damage too, so it is warned about loudly. Returns what goes into
     ``file_info``.
     """
     chunks = tuple(int(c) for c in array.chunks)
-    if math.prod(chunks) > MAX_CHUNK_ELEMENTS:
-        raise DamagedFile(path, f"declares chunks of shape {chunks}, more than {MAX_CHUNK_ELEMENTS} elements each")
+    chunk_bytes = declared_bytes(chunks, array.dtype)
+    within = declared_bytes([min(c, int(n)) for c, n in zip(chunks, array.shape, strict=True)], array.dtype)
+    if chunk_bytes > max(within, damage.SMALL_SEGMENT_BYTES):
+        # every chunk read decodes into a buffer of the whole chunk shape, however little of it is the array
+        raise DamagedFile(
+            path, f"declares chunks of shape {chunks} ({chunk_bytes} bytes each) for an array of shape {array.shape}"
+        )
     expected = int(array.nchunks)
     if expected > MAX_CHUNKS_COUNTED:
         return {"chunks": {"expected": expected, "stored": None}}
@@ -266,6 +270,8 @@ def check_chunks(path: Path, array: Any, document: Mapping[str, Any] | None) -> 
             f"{recorded - stored} of the {recorded} chunks written to array '{array.path}' are missing "
             "(deleted or lost); the image cannot be read whole",
         )
+    if stored == recorded:
+        return info  # exactly the chunks the writer stored; the rest equal the fill value
     if stored < expected:
         warnings.warn(
             MissingChunksWarning(
@@ -284,7 +290,50 @@ def _lazy_array(path: Path, array: Any) -> Any:
     from dask.base import tokenize
 
     name = f"read-zarr-{tokenize(str(path.resolve()), array.path, array.shape, array.chunks, str(array.dtype))}"
-    return da.from_array(GuardedArray(array, path), chunks=array.chunks, name=name, inline_array=True)
+    guarded = GuardedArray(array, path, _blosc_header_check(path, array))
+    return da.from_array(guarded, chunks=array.chunks, name=name, inline_array=True)
+
+
+#: Bytes of a blosc chunk header, and where in it the uncompressed size is (little-endian uint32).
+_BLOSC_HEADER_BYTES = 16
+_BLOSC_NBYTES = slice(4, 8)
+
+
+def _blosc_header_check(path: Path, array: Any) -> Any:
+    """For a local zarr v2 blosc array: a check that refuses a chunk whose header declares a wrong size.
+
+    The blosc decoder allocates the uncompressed size its header declares
+    (up to 2 GiB) before it finds the data damaged; a chunk of this array
+    holds exactly ``prod(chunks) × itemsize`` bytes, so any other declared size
+    is damage. Returns ``None`` (no check) for other codecs, filters or stores.
+    """
+    metadata = array.metadata
+    compressor = getattr(metadata, "compressor", None)
+    root = getattr(array.store, "root", None)
+    if getattr(compressor, "codec_id", None) != "blosc" or getattr(metadata, "filters", None) or root is None:
+        return None
+    chunks = tuple(int(c) for c in array.chunks)
+    chunk_bytes = math.prod(chunks) * np.dtype(array.dtype).itemsize
+    folder = Path(root) / array.path
+
+    def check(key: Any) -> None:
+        if not isinstance(key, tuple) or not all(isinstance(k, slice) for k in key) or len(key) != len(chunks):
+            return
+        coords = tuple((k.start or 0) // c for k, c in zip(key, chunks, strict=True))
+        try:
+            with open(folder / metadata.encode_chunk_key(coords), "rb") as handle:
+                header = handle.read(_BLOSC_HEADER_BYTES)
+        except FileNotFoundError:
+            return  # not stored: read as the fill value
+        if len(header) < _BLOSC_HEADER_BYTES:
+            raise DamagedFile(path, f"chunk {coords} of array '{array.path}' is cut off ({len(header)} bytes)")
+        declared = int.from_bytes(header[_BLOSC_NBYTES], "little")
+        if declared != chunk_bytes:
+            raise DamagedFile(
+                path, f"chunk {coords} of array '{array.path}' declares {declared} bytes; a chunk holds {chunk_bytes}"
+            )
+
+    return check
 
 
 def _fallback_axes(ndim: int) -> str:
