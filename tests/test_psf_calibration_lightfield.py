@@ -103,3 +103,47 @@ def test_real_guv_light_field_calibrates_and_rectifies():
     centre = white[112]
     assert centre.min() > 0.5 * np.median(centre)
     assert white[0].mean() < centre.mean()
+
+
+def test_a_lattice_in_pure_noise_is_refused_with_its_confidence():
+    """Noise has spectral peaks too (about 4× the background): they must not pass for a lenslet grid."""
+    rng = np.random.default_rng(7)
+    for noise in (rng.normal(100.0, 10.0, (256, 256)), rng.poisson(5.0, (180, 220)).astype(np.float32)):
+        with pytest.raises(ValueError, match=r"no lenslet lattice found.*only \d+\.\d× above"):
+            calibrate_lightfield(noise)
+
+
+def test_found_lattices_report_a_confidence_far_above_the_threshold():
+    from napari_lfrecon.psf.calibrate_lightfield import MIN_LATTICE_CONTRAST
+
+    bright = calibrate_lightfield(synthetic_radiometry((200, 200), 15.0, 3.0, (100.0, 100.0)))
+    assert bright.contrast > 20 * MIN_LATTICE_CONTRAST
+    assert bright.to_dict()["contrast"] == bright.contrast
+    # 5 photons per lenslet plateau on a small frame: still well above the threshold
+    dim = calibrate_lightfield(synthetic_radiometry((200, 200), 15.0, 3.0, (100.0, 100.0), level=5.0))
+    assert dim.contrast > 2 * MIN_LATTICE_CONTRAST
+
+
+@pytest.mark.skipif(not GUV.is_dir(), reason="the real GUV light-field frames are not available")
+def test_real_guv_radiometry_has_a_confident_lattice():
+    import tifffile
+
+    from napari_lfrecon.psf.calibrate_lightfield import MIN_LATTICE_CONTRAST
+
+    radiometry = tifffile.imread(GUV / "Radiometry_GUVExperim1.tif")
+    dark = tifffile.imread(GUV / "DarkFrame_GUVExperim1.tif")
+    assert calibrate_lightfield(radiometry, dark).contrast > 50 * MIN_LATTICE_CONTRAST
+
+
+def test_cli_calibrate_lightfield_on_noise_exits_2_and_writes_nothing(tmp_path, capsys):
+    from napari_lfrecon.cli import main
+    from napari_lfrecon.io.tiff import write_tiff
+
+    rng = np.random.default_rng(3)
+    raw = write_tiff(tmp_path / "raw.tif", rng.poisson(20.0, (160, 160)).astype(np.float32))
+    white = write_tiff(tmp_path / "white.tif", rng.poisson(20.0, (160, 160)).astype(np.float32))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["calibrate", "lightfield", str(raw), "--radiometry", str(white)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no lenslet lattice found" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
