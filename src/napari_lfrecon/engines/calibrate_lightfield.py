@@ -107,7 +107,8 @@ class LightFieldCalibrate(CalibrationEngine):
             else:
                 return
         yield Update("progress", 1.0, "lenslet grid measured")
-        yield Update("result", 1.0, f"lenslet pitch {calibration.pitch_px:.4f} px", calibration)
+        confidence = f", lattice contrast {calibration.contrast:.0f}×" if calibration.contrast is not None else ""
+        yield Update("result", 1.0, f"lenslet pitch {calibration.pitch_px:.4f} px{confidence}", calibration)
 
     def check(self, inputs: CalibrateInputs) -> None:  # type: ignore[override]
         """A 2-D light field and a radiometry frame (and dark frame, if given) of the same size."""
