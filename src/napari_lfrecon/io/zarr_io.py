@@ -276,7 +276,8 @@ def check_chunks(path: Path, array: Any, document: Mapping[str, Any] | None) -> 
         warnings.warn(
             MissingChunksWarning(
                 f"{path}: {expected - stored} of the {expected} chunks of array '{array.path}' are not stored; "
-                f"they read as the fill value {array.fill_value} (an unfinished write, or lost chunk files)"
+                f"they read as the fill value {array.fill_value} (an unfinished write, lost chunk files, "
+                "or chunks equal to the fill value that zarr did not store)"
             ),
             stacklevel=4,
         )
