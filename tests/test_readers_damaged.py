@@ -449,6 +449,12 @@ def _rewrite_psf_header(path: Path, edit) -> None:
         (lambda h: h["__metadata__"].update({"napari_lfrecon.psf": "{not json"}), "header is not JSON"),
         (lambda h: h["__metadata__"].update({"napari_lfrecon.psf": '{"modality": "lfm"}'}), "voxel_size"),
         (lambda h: h["__metadata__"].update({"napari_lfrecon.psf": '{"voxel_size": [1, 1, 1]}'}), "modality"),
+        (
+            lambda h: h["__metadata__"].update(
+                {"napari_lfrecon.psf": '{"modality": "widefield", "voxel_size": [NaN, 1, 1]}'}
+            ),
+            "three finite numbers",
+        ),
     ],
 )
 def test_psf_file_with_a_broken_header_is_a_damaged_file(seeds, tmp_path, edit, message):

@@ -186,7 +186,7 @@ def _read_node(path: Path, node: Any, count_chunks: bool) -> ImageData:
     ome = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else {}
     multiscales = attrs.get("multiscales") or ome.get("multiscales")
     if not multiscales:
-        raise ValueError(f"{path} is a zarr group without OME-NGFF 'multiscales' metadata; open its array instead")
+        raise DamagedFile(path, "a zarr group without OME-NGFF 'multiscales' metadata; open its array instead")
     ms = multiscales[0]
     if not isinstance(ms, dict) or not ms.get("datasets") or not isinstance(ms["datasets"][0], dict):
         raise DamagedFile(path, "its OME-NGFF 'multiscales' metadata names no dataset")

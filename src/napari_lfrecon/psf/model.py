@@ -12,6 +12,7 @@ is exact.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -200,6 +201,15 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
+def _finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
 def _checked_fields(path: Path, header: dict[str, Any], tensors: dict[str, np.ndarray]) -> dict[str, Any]:
     """The :class:`PSF` fields of a loaded file, or :class:`DamagedFile` saying which one is wrong."""
     for name, ndim in _REQUIRED_TENSORS.items():
@@ -214,12 +224,9 @@ def _checked_fields(path: Path, header: dict[str, Any], tensors: dict[str, np.nd
     if not isinstance(modality, str):
         raise DamagedFile(path, f"the PSF header's 'modality' must be one of {psf_modalities()}, got {modality!r}")
     voxel_size = header.get("voxel_size")
-    if (
-        not isinstance(voxel_size, list)
-        or len(voxel_size) != 3
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in voxel_size)
-    ):
-        raise DamagedFile(path, f"the PSF header's 'voxel_size' must be three numbers (dz, dy, dx), got {voxel_size!r}")
+    if not isinstance(voxel_size, list) or len(voxel_size) != 3 or not all(_finite_number(v) for v in voxel_size):
+        expected = "three finite numbers (dz, dy, dx)"
+        raise DamagedFile(path, f"the PSF header's 'voxel_size' must be {expected}, got {voxel_size!r}")
     optics = header.get("optics", {})
     if not isinstance(optics, dict):
         raise DamagedFile(path, f"the PSF header's 'optics' must be a JSON object, got {type(optics).__name__}")
