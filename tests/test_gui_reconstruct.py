@@ -103,9 +103,10 @@ def test_rl_run_streams_one_preview_and_adds_a_scaled_result(widget, qtbot, erro
 
     assert errors == []
     assert done == [("done", widget.runner.message)]
-    # RL previews iterations 1..3 of 4 (thinned to one per PREVIEW_INTERVAL_S, at least the first);
-    # each replaced the data of the same single layer.
-    assert 1 <= len(preview_counts) <= 3 and set(preview_counts) == {1}
+    # RL previews iterations 1..3 of 4, thinned to one per PREVIEW_INTERVAL_S on the worker and to the newest
+    # on the main thread (a run this short may end before the first is shown); each replaced the data of the
+    # same single layer.
+    assert len(preview_counts) <= 3 and set(preview_counts) <= {1}
     assert all(p is preview_layers[0] for p in preview_layers)
     names = [lay.name for lay in viewer.layers]
     assert names == ["beads", "beads [rl]"]

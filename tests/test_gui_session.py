@@ -18,7 +18,7 @@ from napari_lfrecon import engines  # noqa: E402
 from napari_lfrecon.engines.base import Engine, Update, param  # noqa: E402
 from napari_lfrecon.gui import worker as worker_module  # noqa: E402
 from napari_lfrecon.gui._sample_data import sample_layers  # noqa: E402
-from napari_lfrecon.gui.kit import MAX_DOCK_MIN_HEIGHT  # noqa: E402
+from napari_lfrecon.gui.panels import MAX_DOCK_MIN_HEIGHT  # noqa: E402
 from napari_lfrecon.gui.reconstruct_widget import ReconstructWidget  # noqa: E402
 from napari_lfrecon.psf.model import PSF  # noqa: E402
 

@@ -58,7 +58,8 @@ from ..engines.calibrate_xlfm import OPTICS_OBJECT_KEY, XLFMCalibrateParams
 from ..io import calibration_files as files
 from ..psf.calibrate_bead import BeadCalibration
 from .kit import PROGRESS_STEPS as _PROGRESS_STEPS
-from .kit import LayerPicker, RunPanel, follow_layers, hbox, int_spin, number_field, scrolled_layout, spin
+from .kit import LayerPicker, RunPanel, follow_layers, hbox, int_spin, number_field, spin
+from .panels import scrolled_layout
 from .params_form import ParamsForm
 from .worker import EngineRunner, RunRequest, error_message, sync_requested
 

@@ -47,7 +47,7 @@ from qtpy.QtWidgets import (
 from ..controllers.layers import is_ground_truth
 from ..metrics.report import compare
 from ._geometry import output_translate
-from .kit import scrolled_layout, theme_axes
+from .panels import scrolled_layout, theme_axes
 from .worker import Job, connect_alive, on_widget_closed, start_job
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -15,8 +15,8 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QWidget
 
 from ..controllers.niiv_zoom import build_field, zoom_source
 from ..controllers.niiv_zoom_geometry import FieldDecoder
-from .kit import scrolled_layout
 from .niiv_zoom import NiivZoom
+from .panels import scrolled_layout
 from .worker import connect_alive, on_widget_closed
 
 if TYPE_CHECKING:  # pragma: no cover

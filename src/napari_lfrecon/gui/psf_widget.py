@@ -123,8 +123,8 @@ from ._psf_editor_layers import (
     resample_to_layer,
     show_reconstruction_psf,
 )
-from .kit import scrolled_layout
-from .worker import Job, connect_alive, on_widget_closed, qt_alive, start_job
+from .panels import scrolled_layout
+from .worker import Job, connect_alive, on_widget_closed, start_job
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -194,7 +194,6 @@ class PSFEditorWidget(QWidget):
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: gray")
 
-        # The forms scroll (the dock fits a laptop screen); the buttons and status stay in view.
         layout, footer = scrolled_layout(self)
         layout.addLayout(mode_row)
         layout.addWidget(self.pages)
@@ -202,7 +201,8 @@ class PSFEditorWidget(QWidget):
         layout.addLayout(resample_form)
         footer.addLayout(buttons)
         footer.addWidget(self.status)
-        on_widget_closed(self, self._on_closed)
+        # closing the panel stops a computation still running and drops its result
+        on_widget_closed(self, lambda: self._job.detach() if self._job is not None else None)
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -434,13 +434,6 @@ class PSFEditorWidget(QWidget):
     def computing(self) -> bool:
         """True while a computation runs in the worker layer."""
         return self._job is not None and self._job.running
-
-    def _on_closed(self) -> None:
-        """The panel was closed: a computation still running is stopped and its result dropped."""
-        if qt_alive(self._timer):
-            self._timer.stop()
-        if self._job is not None and self._job.running:
-            self._job.detach()
 
     @property
     def busy(self) -> bool:

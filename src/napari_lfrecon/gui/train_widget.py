@@ -44,7 +44,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -82,9 +81,8 @@ from .kit import (
     add_psf_choices,
     follow_layers,
     layer_psf,
-    scrolled_layout,
-    theme_axes,
 )
+from .panels import draw_loss_curve, path_row, scrolled_layout, theme_axes
 from .params_form import ParamsForm
 from .worker import EngineRunner, RunRequest, connect_alive, error_message, on_widget_closed, running_job
 
@@ -131,10 +129,10 @@ class TrainWidget(QWidget, EngineRunControls):
         self.psf_combo.setToolTip("a layer carrying a PSF object (samples and PSF files do), or a file")
         self.psf_path = QLineEdit()
         self.psf_path.setPlaceholderText("PSF file (.psf.safetensors)")
-        self.psf_browse, psf_row = _path_row(self.psf_path, "choose a PSF file")
+        self.psf_browse, psf_row = path_row(self.psf_path, "choose a PSF file")
         self.weights_path = QLineEdit()
         self.weights_path.setToolTip("the trained weights are written here (.safetensors)")
-        self.weights_browse, weights_row = _path_row(self.weights_path, "choose where to write the weights")
+        self.weights_browse, weights_row = path_row(self.weights_path, "choose where to write the weights")
 
         inputs_box = QGroupBox("Training")
         inputs_form = QFormLayout(inputs_box)
@@ -166,7 +164,6 @@ class TrainWidget(QWidget, EngineRunControls):
         self.use_button.setToolTip("select the inference engine and these weights in the Reconstruct widget")
         self.use_button.setEnabled(False)
 
-        # The forms and the plot scroll (the dock fits a laptop screen); Train/Cancel stay in view.
         body, footer = scrolled_layout(self)
         body.addWidget(inputs_box)
         body.addWidget(params_box)
@@ -190,7 +187,7 @@ class TrainWidget(QWidget, EngineRunControls):
         follow_layers(self.viewer, self._refresh_layers, moved=True)
         # a trainer the user picked is kept; until then the loaded layers choose one (an LFM sample → SeReNet)
         self._engine_picked = False
-        self.engine_combo.activated.connect(self._on_engine_picked)
+        self.engine_combo.activated.connect(lambda *_: setattr(self, "_engine_picked", True))
         self._select_fitting_trainer()
         self._on_engine_changed()
         on_widget_closed(self, self._on_closed)
@@ -275,18 +272,13 @@ class TrainWidget(QWidget, EngineRunControls):
             fits = [x.name for x in layers if x.ndim in input_ndim(engine)]
         return (fits or names)[-1]
 
-    def _on_engine_picked(self, *_: Any) -> None:
-        self._engine_picked = True
-
     def _select_fitting_trainer(self) -> bool:
         """Select the trainer the loaded layers suit (unless the user picked one); True when it changed."""
         if self._engine_picked:
             return False
         trainers = [engines.get(self.engine_combo.itemData(i)) for i in range(self.engine_combo.count())]
-        layers = []
-        for name in self._image_names():
-            psf = layer_psf(self.viewer.layers[name])
-            layers.append((psf.modality if psf is not None else None, self.viewer.layers[name].ndim))
+        psfs = [(layer_psf(self.viewer.layers[n]), self.viewer.layers[n].ndim) for n in self._image_names()]
+        layers = [(psf.modality if psf is not None else None, ndim) for psf, ndim in psfs]
         choice = preferred_trainer(trainers, layers)
         index = self.engine_combo.findData(choice) if choice is not None else -1
         if index < 0 or index == self.engine_combo.currentIndex():
@@ -512,19 +504,8 @@ class TrainWidget(QWidget, EngineRunControls):
             self._draw_loss()
 
     def _draw_loss(self) -> None:
-        ax = self.loss_ax
-        ax.clear()
-        positive = True
-        for name, (steps, values) in self.losses.items():
-            ax.plot(steps, values, marker="o", markersize=3, linewidth=1.2, label=name)
-            positive = positive and min(values) > 0
-        # A likelihood loss can go below zero; a log axis then cannot show it.
-        ax.set_yscale("log" if self.losses and positive else "linear")
-        ax.set(title="training loss", xlabel="step", ylabel="loss")
-        ax.grid(True, which="both", alpha=0.3)
-        if len(self.losses) > 1:
-            ax.legend(fontsize=7)
-        theme_axes(self.viewer, self.figure, [ax])
+        draw_loss_curve(self.loss_ax, self.losses)
+        theme_axes(self.viewer, self.figure, [self.loss_ax])
         self.canvas.draw_idle()
 
     def _place(self, layer: Any) -> None:
@@ -616,15 +597,3 @@ class TrainWidget(QWidget, EngineRunControls):
             return None
         show_info(f"Reconstruct: engine {target} with weights {self.trained_weights.name}")
         return widget
-
-
-def _path_row(field: QLineEdit, tip: str) -> tuple[QPushButton, QHBoxLayout]:
-    """A "…" browse button next to ``field``: the button and the row holding both."""
-    button = QPushButton("…")
-    button.setFixedWidth(28)
-    button.setToolTip(tip)
-    row = QHBoxLayout()
-    row.setContentsMargins(0, 0, 0, 0)
-    row.addWidget(field)
-    row.addWidget(button)
-    return button, row

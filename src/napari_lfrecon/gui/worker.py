@@ -55,28 +55,33 @@ import numpy as np
 from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils.notifications import show_error, show_warning
 from psygnal import Signal
-from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer
+from qtpy.QtCore import QTimer
 
 from .. import engines
 from ..camera import Camera
 from ..controllers.layers import axes_kwargs, result_name
+from ..controllers.previews import PREVIEW_INTERVAL_S, PreviewFrame, ResultFrame, throttled_previews, volume_contrast
 from ..device import describe_device, select_device
 from ..jobs import jsonable, make_params
-from ..jobs.protocol import EngineInputError, Update, Volume
+from ..jobs.protocol import EngineInputError, Volume
 from ..jobs.runner import Cancelled, Event, Failed, Warned, error_message, prepare_inputs, stream_job
 from ..psf.model import PSF
 from ._geometry import output_translate
+from .lifecycle import (
+    CLOSE_WAIT_S,
+    cancel_viewer_jobs,
+    connect_alive,
+    on_widget_closed,
+    qt_alive,
+    register_job,
+    running_job,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
 #: Set to ``1`` to run engines synchronously on the calling thread (debugging, profiling).
 SYNC_ENV = "LFRECON_SYNC"
-
-#: At most one preview per this many seconds reaches the main thread (each one redraws the canvas).
-PREVIEW_INTERVAL_S = 0.25
-#: How long closing a viewer waits for its cancelled runs' threads to end (an engine stops within one step).
-CLOSE_WAIT_S = 10.0
 
 __all__ = [
     "CLOSE_WAIT_S",
@@ -101,182 +106,10 @@ __all__ = [
 ]
 
 
-def volume_contrast(volume: np.ndarray) -> tuple[float, float]:
-    """``(low, high)`` over the whole volume, ``high > low`` (napari's own reset looks at one slice only)."""
-    low, high = float(np.min(volume)), float(np.max(volume))
-    if not high > low:
-        high = low + 1.0
-    return low, high
-
-
 def _fit_contrast(layer: Any, contrast: tuple[float, float]) -> None:
     """Stretch the layer's contrast to ``contrast``: an improving estimate changes its range every step."""
     layer.contrast_limits_range = contrast
     layer.contrast_limits = contrast
-
-
-@dataclass
-class PreviewFrame:
-    """A preview volume with its contrast limits, computed on the worker thread (never on the main one)."""
-
-    volume: np.ndarray
-    contrast: tuple[float, float]
-    fraction: float = 0.0
-
-
-def throttled_previews(events: Any, interval_s: float = PREVIEW_INTERVAL_S) -> Any:
-    """``events`` with previews thinned to one per ``interval_s`` and turned into :class:`PreviewFrame` s.
-
-    Runs on the worker thread. A preview that arrives too soon is held back (the
-    newest wins); it is sent before a ``Cancelled`` event so the kept preview is
-    the last estimate, and dropped before a result (which replaces it anyway).
-    """
-    last_sent = -float("inf")
-    held: Update | None = None
-    for event in events:
-        if isinstance(event, Update) and event.kind == "preview":
-            now = time.perf_counter()
-            if now - last_sent >= interval_s:
-                volume = np.asarray(event.data)
-                yield PreviewFrame(volume, volume_contrast(volume), event.fraction)
-                last_sent, held = time.perf_counter(), None
-            else:
-                held = event
-            continue
-        if isinstance(event, Cancelled) and held is not None:
-            volume = np.asarray(held.data)
-            yield PreviewFrame(volume, volume_contrast(volume), held.fraction)
-            held = None
-        if isinstance(event, Update) and event.kind == "result" and isinstance(event.data, Volume):
-            # napari would scan the whole result on the main thread for its contrast: do it here
-            yield ResultFrame(event, volume_contrast(np.asarray(event.data.data)))
-            continue
-        yield event
-
-
-@dataclass
-class ResultFrame:
-    """A ``result`` update with its volume's contrast limits, computed on the worker thread."""
-
-    update: Update
-    contrast: tuple[float, float]
-
-
-# ------------------------------------------------------------------ runs per viewer, closing
-def qt_alive(obj: Any) -> bool:
-    """False once ``obj``'s C++ Qt object has been deleted (its Python wrapper may outlive it)."""
-    try:
-        obj.objectName()
-    except RuntimeError:
-        return False
-    return True
-
-
-def connect_alive(signal: Any, owner: QObject, callback: Callable[..., Any]) -> None:
-    """Connect ``callback`` to psygnal ``signal``; once ``owner`` (a widget) is deleted it disconnects itself.
-
-    A run outlives the widget that started it; without this its signals would
-    call into a deleted widget (``RuntimeError: wrapped C/C++ object … has been deleted``).
-    """
-
-    def guarded(*args: Any) -> None:
-        if not qt_alive(owner):
-            signal.disconnect(guarded)
-            return
-        callback(*args)
-
-    signal.connect(guarded)
-
-
-class _CloseWatcher(QObject):
-    """Calls ``on_close`` once: when the watched widget closes or leaves its parent (a dock closed)."""
-
-    def __init__(self, watched: QObject, on_close: Callable[[], None], *, parent_loss: bool) -> None:
-        super().__init__(watched)
-        self._on_close: Callable[[], None] | None = on_close
-        self._parent_loss = parent_loss
-        self._had_parent = watched.parent() is not None
-        watched.installEventFilter(self)
-        watched.destroyed.connect(lambda *_: self.fire())
-
-    def fire(self) -> None:
-        """Run the close callback (once)."""
-        on_close, self._on_close = self._on_close, None
-        if on_close is not None:
-            on_close()
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
-        """Fire on a close event, or when a docked widget loses its parent (napari's close button)."""
-        kind = event.type()
-        if kind == QEvent.Type.Close:
-            self.fire()
-        elif kind == QEvent.Type.ParentChange and self._parent_loss:
-            if watched.parent() is None and self._had_parent:
-                self.fire()
-            self._had_parent = watched.parent() is not None
-        return False
-
-
-def on_widget_closed(widget: QObject, on_close: Callable[[], None]) -> None:
-    """Call ``on_close`` once when ``widget`` is closed, removed from its dock or deleted."""
-    _CloseWatcher(widget, on_close, parent_loss=True)
-
-
-#: Running jobs per viewer: ``id(viewer) -> {key: runner}`` (runners have ``running``, ``cancel``, ``detach``).
-_VIEWER_JOBS: dict[int, dict[str, Any]] = {}
-_WATCHED_VIEWERS: set[int] = set()
-
-
-def running_job(viewer: Any, key: str) -> Any | None:
-    """The run registered under ``key`` for ``viewer`` while it is still running (else ``None``)."""
-    runner = _VIEWER_JOBS.get(id(viewer), {}).get(key)
-    return runner if runner is not None and runner.running else None
-
-
-def register_job(viewer: Any, key: str, runner: Any) -> None:
-    """Record ``runner`` as ``viewer``'s ``key`` run, so a reopened widget finds it and closing cancels it."""
-    _VIEWER_JOBS.setdefault(id(viewer), {})[key] = runner
-    _watch_viewer(viewer)
-
-
-def cancel_viewer_jobs(viewer: Any, wait_s: float = CLOSE_WAIT_S) -> None:
-    """Cancel and detach every run of ``viewer`` and wait up to ``wait_s`` for their threads to end."""
-    _detach_and_wait(list(_VIEWER_JOBS.pop(id(viewer), {}).values()), wait_s)
-
-
-def _detach_and_wait(runners: list[Any], wait_s: float) -> None:
-    for runner in runners:
-        runner.detach()
-    deadline = time.perf_counter() + wait_s
-    for runner in runners:
-        job = runner if isinstance(runner, Job) else getattr(runner, "job", None)
-        if job is not None:
-            job.exited.wait(max(0.0, deadline - time.perf_counter()))
-
-
-def _cancel_all_jobs() -> None:
-    runners = [runner for key in list(_VIEWER_JOBS) for runner in _VIEWER_JOBS.pop(key).values()]
-    _detach_and_wait(runners, CLOSE_WAIT_S)
-
-
-def _watch_viewer(viewer: Any) -> None:
-    if id(viewer) in _WATCHED_VIEWERS:
-        return
-    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-    if window is None:
-        return
-    _WATCHED_VIEWERS.add(id(viewer))
-    key = id(viewer)
-
-    def closing() -> None:
-        _WATCHED_VIEWERS.discard(key)
-        cancel_viewer_jobs(viewer)
-
-    _CloseWatcher(window, closing, parent_loss=False)
-    app = QCoreApplication.instance()
-    if app is not None and not getattr(app, "_lfrecon_quit_hook", False):
-        app.aboutToQuit.connect(_cancel_all_jobs)
-        app._lfrecon_quit_hook = True  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------ the one way to run work off the main thread
