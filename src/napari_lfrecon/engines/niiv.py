@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..io.weights import check_tensors
 from . import register
 from .base import Engine, EngineInputError, Inputs, StopFlag, Update, Volume, never, param
 from .niiv_field import NiivField, check_stack
@@ -76,6 +77,7 @@ def load_model(path: str | Path, anisotropy: int | None = None) -> tuple[NiivNet
             f"`lfrecon train niiv STACK.tif --anisotropy {anisotropy} --out WEIGHTS` and pass them as 'weights'"
         )
     model = NiivNet(config)
+    check_tensors(path, tensors, model.state_dict())
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..io.weights import check_tensors
 from ..psf.model import PSF
 from ..training.weights import GEOMETRY_FIELDS, check_optics, read_weights, write_weights
 from ..training.weights import optics_mismatches as generic_mismatches
@@ -88,6 +89,7 @@ def load_model(path: str | Path, psf: PSF | None = None) -> tuple[SeReNetNet, di
         )
     config = SeReNetConfig.from_dict(header["config"])
     model = SeReNetNet(config)
+    check_tensors(path, tensors, model.state_dict())
     model.load_state_dict(tensors)
     model.eval()
     return model, header

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..io.weights import load_weights, save_weights
+from ..io.weights import check_tensors, load_weights, save_weights
 from ..jobs.protocol import EngineInputError
 
 #: Version of the checkpoint layout.
@@ -98,7 +98,9 @@ def load_checkpoint(
             f"the checkpoint {path} is for another network ({header.get('config')}); "
             f"this run builds {dict(config)}: delete it or choose another checkpoint path"
         )
-    model.load_state_dict({k.removeprefix(_MODEL_PREFIX): v for k, v in tensors.items() if k.startswith(_MODEL_PREFIX)})
+    weights = {k.removeprefix(_MODEL_PREFIX): v for k, v in tensors.items() if k.startswith(_MODEL_PREFIX)}
+    check_tensors(path, weights, model.state_dict())
+    model.load_state_dict(weights)
     optim_state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith(_OPTIM_PREFIX):
