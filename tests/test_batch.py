@@ -516,3 +516,14 @@ def test_the_output_store_is_created_without_computing_its_chunks(tmp_path):
     image = read_zarr(tmp_path / "huge.zarr")
     assert image.data.shape == (64, 32768, 32768) and image.voxel_size == VOXEL
     assert batch_store.read_signature(tmp_path / "huge.zarr") == {"run": 1}
+
+
+def test_the_finiteness_check_reads_blocks_covering_the_region_once():
+    from napari_lfrecon.batch.guard import _blocks
+
+    counts = np.zeros((5, 7, 9), int)
+    region = (slice(1, 5), slice(2, 7), slice(0, 9))
+    for block in _blocks(region, 4, 40):
+        assert 4 * np.prod([s.stop - s.start for s in block]) <= 40
+        counts[block] += 1
+    assert counts[region].min() == counts[region].max() == 1 and counts.sum() == 4 * 5 * 9

@@ -26,6 +26,8 @@ WORKER_BASE_BYTES = 400 * 2**20
 WORKERS_PER_CORE = 2
 #: Inputs up to this size are read whole for the finiteness check; larger ones are checked on the first tile.
 FINITE_CHECK_BYTES = 256 * 2**20
+#: Largest block the finiteness check reads at once (smaller under a small --max-memory).
+FINITE_BLOCK_BYTES = 16 * 2**20
 #: Seconds between a worker's checks that the process which started it is still alive.
 PARENT_POLL_S = 0.5
 
@@ -97,20 +99,47 @@ def check_workers(workers: int, task_bytes: int) -> None:
 
 
 def check_finite(source: InputSource, plan: Plan) -> None:
-    """Refuse NaN/Inf input where that is cheap to see: the whole input when small, else the first tile."""
+    """Refuse NaN/Inf input where that is cheap to see: the whole input when small, else the first tile.
+
+    The input is read in blocks of at most 1/8 of the run's memory budget, so
+    the check never holds more than the run itself would.
+    """
+    if not np.issubdtype(np.dtype(source.dtype), np.floating):
+        return  # integer pixels are always finite
     if source.nbytes <= FINITE_CHECK_BYTES:
         region = tuple(slice(0, n) for n in source.shape)
         where = "the input"
     else:
         region = plan.tiles[0].region
         where = f"the input's first tile {tuple((s.start, s.stop) for s in region)}"
-    values = np.asarray(source.read(region))
-    if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
-        raise EngineInputError(f"the input must be a real numeric array, got dtype {values.dtype}")
-    if np.issubdtype(values.dtype, np.floating):
-        bad = int(np.count_nonzero(~np.isfinite(values)))
-        if bad:
-            raise EngineInputError(f"{where} contains {bad} NaN or Inf value(s); remove or replace them first")
+    step = max(2**16, min(FINITE_BLOCK_BYTES, int(plan.max_memory or FINITE_BLOCK_BYTES) // 8))
+    bad = 0
+    for block in _blocks(region, np.dtype(source.dtype).itemsize, step):
+        bad += int(np.count_nonzero(~np.isfinite(np.asarray(source.read(block)))))
+    if bad:
+        raise EngineInputError(f"{where} contains {bad} NaN or Inf value(s); remove or replace them first")
+
+
+def _blocks(region: tuple[slice, ...], itemsize: int, limit: int):
+    """Sub-regions of ``region`` of at most ``limit`` bytes (split along the leading axes first)."""
+    sizes = [s.stop - s.start for s in region]
+    for axis in range(len(region)):
+        inner = itemsize * int(np.prod(sizes[axis + 1 :], dtype=np.int64))
+        if inner <= limit or axis == len(region) - 1:  # one index of this axis fits: step along it
+            step = max(1, limit // max(inner, 1))
+            for start in range(region[axis].start, region[axis].stop, step):
+                piece = slice(start, min(start + step, region[axis].stop))
+                yield from _outer(region, axis, piece)
+            return
+
+
+def _outer(region: tuple[slice, ...], axis: int, piece: slice):
+    """Every combination of single indices on the axes before ``axis``, with ``piece`` on ``axis``."""
+    import itertools
+
+    leading = [range(s.start, s.stop) for s in region[:axis]]
+    for index in itertools.product(*leading):
+        yield tuple(slice(i, i + 1) for i in index) + (piece,) + tuple(region[axis + 1 :])
 
 
 def _watch_parent(parent: int) -> None:
