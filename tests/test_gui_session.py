@@ -283,3 +283,17 @@ def test_repeated_runs_are_named_by_what_differs(make_napari_viewer):
     widget.run()
     names = [layer.name for layer in viewer.layers]
     assert names == ["beads", "beads [rl]", "beads [rl 2 it, tv 0.01]"]
+
+
+def test_a_read_stack_with_a_voxel_size_carries_micrometre_units(tmp_path):
+    from napari_lfrecon.gui._reader import read_paths
+    from napari_lfrecon.io.tiff import write_tiff
+
+    path = tmp_path / "stack.tif"
+    write_tiff(path, np.ones((4, 8, 8), np.float32), voxel_size=(0.5, 0.1, 0.1))
+    (_data, kwargs, _kind), *_ = read_paths(str(path))
+    assert kwargs["units"] == ("µm", "µm", "µm") and tuple(kwargs["axis_labels"]) == ("z", "y", "x")
+    unknown = tmp_path / "bare.tif"
+    write_tiff(unknown, np.ones((4, 8, 8), np.float32))
+    (_data, kwargs, _kind), *_ = read_paths(str(unknown))
+    assert "units" not in kwargs, "no µm claimed when the file states no voxel size"
