@@ -59,7 +59,7 @@ class DeviceUnavailable(LfreconError, RuntimeError):
     """A requested compute device does not exist or is not available on this machine."""
 
 
-class DamagedFile(LfreconError, ValueError):
+class DamagedFile(EngineInputError):
     """An input file is damaged, truncated or not in a format we read; the message names the file and the damage.
 
     Readers raise it in place of the raw errors a damaged file provokes inside
