@@ -191,3 +191,19 @@ def test_ctrl_c_in_a_chunked_run_says_how_many_chunks_were_kept(files, capsys, m
     monkeypatch.setattr(batch_run, "reconstruct_tile", real)
     assert cli.main(argv) == 0
     assert "2 chunks computed, 2 already done" in capsys.readouterr().out
+
+
+def test_a_raw_light_field_with_a_pixel_size_reconstructs_to_tiff_and_zarr_alike(tmp_path, capsys):
+    """A raw LFM frame states a 2-D pixel size: it is no voxel size, and both outputs take the PSF's volume grid."""
+    assert cli.main(["sample", "lfm", str(tmp_path / "lfm.tif")]) == 0
+    common = ["reconstruct", "--psf", str(tmp_path / "lfm.psf.safetensors"), "--iterations", "2"]
+    assert cli.main([*common, str(tmp_path / "lfm.tif"), str(tmp_path / "o.tif")]) == 0
+    assert cli.main([*common, str(tmp_path / "lfm.tif"), str(tmp_path / "o.zarr")]) == 0
+    tif, zarr_image = read_tiff(tmp_path / "o.tif"), read_zarr(tmp_path / "o.zarr")
+    assert (
+        tuple(tif.voxel_size)
+        == tuple(zarr_image.voxel_size)
+        == tuple(PSF.load(tmp_path / "lfm.psf.safetensors").voxel_size)
+    )
+    np.testing.assert_allclose(np.asarray(tif.data), np.asarray(zarr_image.data), rtol=1e-5, atol=1e-5)
+    capsys.readouterr()

@@ -134,6 +134,15 @@ def _load_psf(args: argparse.Namespace, voxel_size: tuple[float, ...] | None):
     return as_psf(np.asarray(psf_image.data, dtype=np.float32), psf_voxel)  # type: ignore[arg-type]
 
 
+def _data_voxel(args: argparse.Namespace, image: Any) -> tuple[float, float, float] | None:
+    """The input's ``(dz, dy, dx)``: ``--voxel-size``, else the file's (a raw frame's 2-D pixel size is none)."""
+    given = _voxel(args.voxel_size)
+    if given is not None:
+        return given
+    stated = tuple(float(v) for v in image.voxel_size) if image.voxel_size else None
+    return stated if stated is not None and len(stated) == 3 else None  # type: ignore[return-value]
+
+
 def _psf_for_input(args: argparse.Namespace, voxel_size: tuple[float, ...] | None):
     """The ``--psf`` at the input's sampling: the one path for TIFF and OME-Zarr outputs alike.
 
@@ -196,7 +205,7 @@ def cmd_reconstruct(args: argparse.Namespace, param_names: list[str]) -> int:
     if _wants_batch(args):
         return cmd_reconstruct_batch(args, param_names)
     image = _read_image(Path(args.input), lazy=True)
-    voxel_size = _voxel(args.voxel_size) or (tuple(image.voxel_size) if image.voxel_size else None)
+    voxel_size = _data_voxel(args, image)
     psf = _psf_for_input(args, voxel_size)
     camera = _camera(args)
     params = {name: getattr(args, name) for name in param_names}
@@ -242,7 +251,7 @@ def cmd_reconstruct_batch(args: argparse.Namespace, param_names: list[str]) -> i
     if args.workers is not None and args.workers < 1:
         raise EngineInputError(f"--workers must be ≥ 1, got {args.workers}")
     source, header = open_source(args.input)
-    voxel_size = _voxel(args.voxel_size) or (tuple(header.voxel_size) if header.voxel_size else None)
+    voxel_size = _data_voxel(args, header)
     psf = _psf_for_input(args, voxel_size)
     params = {name: getattr(args, name) for name in param_names}
     summary = run_batch(
@@ -251,7 +260,7 @@ def cmd_reconstruct_batch(args: argparse.Namespace, param_names: list[str]) -> i
         psf,
         engine=args.engine,
         params=params,
-        voxel_size=voxel_size if voxel_size is not None and len(voxel_size) == 3 else None,  # type: ignore[arg-type]
+        voxel_size=voxel_size,
         camera=_camera(args),
         device=args.device,
         max_memory=parse_size(args.max_memory) if args.max_memory else None,
