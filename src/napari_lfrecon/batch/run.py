@@ -416,7 +416,16 @@ def run_batch(
     ``overlap`` and ``blend`` shape the plan (:func:`plan_run`). ``workers``
     starts a local dask.distributed cluster of that many single-threaded
     processes; ``scheduler`` uses an existing one; neither runs on one local
-    thread. ``progress(fraction, message)`` is called per finished chunk.
+    thread. ``progress(fraction, message)`` is called per finished chunk
+    (and, for inputs of :data:`ANNOUNCE_BYTES` or more, at once while planning).
+
+    Everything that can be checked is checked before the output store is
+    created (engine and parameters, scheduler address and reachability, the
+    workers the machine can hold, NaN/Inf input: :mod:`.guard`). A run that
+    fails before its first chunk is finished removes the store it created
+    (never one that existed before it). Ctrl-C ends local workers at once and
+    raises :class:`~napari_lfrecon.batch.guard.BatchInterrupted` with the
+    number of chunks kept; the same call resumes.
     """
     from .. import engines
     from ..api import psf_on_data_grid
