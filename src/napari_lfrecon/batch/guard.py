@@ -142,6 +142,17 @@ def _outer(region: tuple[slice, ...], axis: int, piece: slice):
         yield tuple(slice(i, i + 1) for i in index) + (piece,) + tuple(region[axis + 1 :])
 
 
+def local_worker_pids(cluster: Any) -> list[int]:
+    """Process ids of a LocalCluster's worker processes (started by this process)."""
+    pids = []
+    for nanny in getattr(cluster, "workers", {}).values():
+        process = getattr(getattr(nanny, "process", None), "process", None)
+        pid = getattr(process, "pid", None)
+        if isinstance(pid, int):
+            pids.append(pid)
+    return pids
+
+
 def _watch_parent(parent: int) -> None:
     import time
 

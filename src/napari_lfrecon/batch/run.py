@@ -26,7 +26,7 @@ from ..camera import Camera
 from ..psf.model import PSF
 from ..tiling import assemble
 from . import store
-from .guard import BatchInterrupted, check_finite, check_scheduler_address, check_workers
+from .guard import BatchInterrupted, check_finite, check_scheduler_address, check_workers, local_worker_pids
 from .plan import Chunk, Plan, Tile, plan_run
 from .sizes import format_size
 from .source import InputSource
@@ -298,7 +298,7 @@ def _close(client: Any, cluster: Any, *, force: bool = False) -> None:
     process's own children, so ending them is safe.
     """
     if cluster is not None and force:
-        for pid in _worker_pids(cluster):
+        for pid in local_worker_pids(cluster):
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
@@ -313,17 +313,6 @@ def _close(client: Any, cluster: Any, *, force: bool = False) -> None:
             cluster.close(timeout=CLOSE_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001
             _log.debug("closing the local cluster: %s", exc)
-
-
-def _worker_pids(cluster: Any) -> list[int]:
-    """Process ids of a LocalCluster's worker processes (started by this process)."""
-    pids = []
-    for nanny in getattr(cluster, "workers", {}).values():
-        process = getattr(getattr(nanny, "process", None), "process", None)
-        pid = getattr(process, "pid", None)
-        if isinstance(pid, int):
-            pids.append(pid)
-    return pids
 
 
 #: Inputs from this size on get "planning…" messages before the first chunk (planning them takes a while).
