@@ -292,17 +292,26 @@ def _connect(scheduler: str | None, workers: int | None):
 def _close(client: Any, cluster: Any, *, force: bool = False) -> None:
     """Close the client and a local cluster; with ``force`` (Ctrl-C, failure) end its workers first.
 
-    A worker busy in a long torch call ignores a polite close, and a cluster
-    whose close timed out is closed again at exit with a longer timeout: an
-    interrupted run would then take many seconds to end. The workers are this
-    process's own children, so ending them is safe.
+    A busy worker ignores a polite close, and a cluster whose close timed out is closed again at exit
+    (seconds more). The workers are this process's own children, so ending them is safe.
     """
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
     if cluster is not None and force:
+        # The scheduler logs every connection the ended workers drop (tracebacks): not news after Ctrl-C.
+        quiet.setLevel(logging.CRITICAL)
         for pid in local_worker_pids(cluster):
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass  # already gone
+    try:
+        _close_both(client, cluster)
+    finally:
+        quiet.setLevel(level)
+
+
+def _close_both(client: Any, cluster: Any) -> None:
     if client is not None:
         try:
             client.close(timeout=CLOSE_TIMEOUT_S)
