@@ -297,3 +297,26 @@ def test_a_read_stack_with_a_voxel_size_carries_micrometre_units(tmp_path):
     write_tiff(unknown, np.ones((4, 8, 8), np.float32))
     (_data, kwargs, _kind), *_ = read_paths(str(unknown))
     assert "units" not in kwargs, "no µm claimed when the file states no voxel size"
+
+
+def test_the_preview_layer_becomes_the_result_and_every_panel_sees_it(make_napari_viewer):
+    from napari_lfrecon.gui.metrics_widget import MetricsWidget
+
+    viewer = make_napari_viewer()
+    add_stack(viewer)
+    metrics = MetricsWidget(viewer)
+    widget = ReconstructWidget(viewer, sync=True)
+    widget.select_engine("rl")
+    widget.params_form.set_values({"iterations": 3, "preview_every": 1})
+    previews = []
+    runner = widget._make_runner()  # started by hand to watch its previews from the first one
+    runner.previewed.connect(previews.append)
+    widget._follow(runner)
+    runner.start()
+    assert runner.status == "done" and previews, "a sync run shows its previews"
+    assert runner.result_layer is previews[0], "no second layer is added for the result"
+    assert [layer.name for layer in viewer.layers] == ["beads", "beads [rl]"]
+    assert "preview" not in runner.result_layer.metadata and runner.result_layer.metadata["engine"] == "rl"
+    inputs = [widget.input_combo.itemData(i) for i in range(widget.input_combo.count())]
+    assert "beads [rl]" in inputs, "the renamed result is listed as a possible input"
+    assert metrics.pred_combo.currentText() == "beads [rl]", "Metrics follows the result, not a stale preview name"

@@ -298,6 +298,8 @@ def follow_layers(viewer: napari.Viewer, refresh: Callable[..., Any], *, moved: 
     """
     events = viewer.layers.events
     owner = getattr(refresh, "__self__", None)
+    if owner is not None and hasattr(owner, "objectName"):
+        follow_renames(viewer, owner, refresh)
     for event in (events.inserted, events.removed, *((events.moved,) if moved else ())):
         if owner is None or not hasattr(owner, "objectName"):
             event.connect(refresh)
@@ -312,6 +314,26 @@ def follow_layers(viewer: napari.Viewer, refresh: Callable[..., Any], *, moved: 
             refresh(*args)
 
         event.connect(guarded)
+
+
+def follow_renames(viewer: napari.Viewer, owner: QWidget, refresh: Callable[..., Any]) -> None:
+    """Call ``refresh`` when any layer of ``viewer`` is renamed (a run's preview layer becomes its result).
+
+    Drops itself once ``owner`` (the widget) is deleted.
+    """
+
+    def renamed(event: Any) -> None:
+        if qt_alive(owner):
+            refresh()
+        else:
+            event.source.events.name.disconnect(renamed)
+
+    def watch(layer: Any) -> None:
+        layer.events.name.connect(renamed)
+
+    for layer in viewer.layers:
+        watch(layer)
+    connect_alive(viewer.layers.events.inserted, owner, lambda event: watch(event.value))
 
 
 def _is_preview_event(event: Any) -> bool:

@@ -47,6 +47,7 @@ from qtpy.QtWidgets import (
 from ..controllers.layers import is_ground_truth
 from ..metrics.report import compare
 from ._geometry import output_translate
+from .kit import follow_renames
 from .panels import scrolled_layout, theme_axes
 from .worker import Job, connect_alive, on_widget_closed, start_job
 
@@ -151,6 +152,7 @@ class MetricsWidget(QWidget):
 
         connect_alive(self.viewer.layers.events.inserted, self, self._on_inserted)
         connect_alive(self.viewer.layers.events.removed, self, self._refresh_layers)
+        follow_renames(self.viewer, self, self._refresh_layers)
         on_widget_closed(self, self._on_closed)
         for combo in (self.pred_combo, self.ref_combo):
             combo.currentIndexChanged.connect(self._on_selection)
