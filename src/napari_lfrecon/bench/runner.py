@@ -174,7 +174,9 @@ def _engine_method(
         used = dict(settings)
         if training is not None:
             used["weights"] = str(training.weights_for(task))
-        inputs = Inputs(data=item.measurement, psf=task.psf, voxel_size=task.data_voxel_size, description=_description(task))
+        inputs = Inputs(
+            data=item.measurement, psf=task.psf, voxel_size=task.data_voxel_size, description=_description(task)
+        )
         return np.asarray(_run_to_result(name, inputs, used, device), dtype=np.float32)
 
     method = Method(name, "engine", dict(settings), run)
