@@ -211,22 +211,23 @@ def test_cancel_all_frames_keeps_finished_chunks_and_resumes(widget, qtbot, erro
     out = tmp_path / "c.zarr"
     widget.output_path.setText(str(out))
     store.frames_read.clear()
-    # Cancel from the worker thread as the second frame is read: deterministic, unlike a click racing the run.
-    store.on_read = lambda count: widget.runner.cancel() if count == 2 else None
+    # Cancel from the worker thread as the second frame is read for computing (read 3: the new run's input
+    # check reads the first frame once before creating the store): deterministic, unlike a click racing the run.
+    store.on_read = lambda count: widget.runner.cancel() if count == 3 else None
     runner, (status, message) = run_and_wait(widget, qtbot)
     assert status == "cancelled", message
     assert "resume" in message
     assert errors == []
     assert runner.result_layer is None
     assert widget.run_button.isEnabled()
-    assert len(store.frames_read) == 2  # the third frame was never read
+    assert len(store.frames_read) == 3  # the input check's first frame, then two frames computed: never the third
 
     store.on_read = None
     runner, (status, message) = run_and_wait(widget, qtbot)
     assert status == "done", (message, errors)
     summary = runner.summary
     assert (summary.chunks_total, summary.chunks_skipped, summary.chunks_computed) == (3, 2, 1)
-    assert len(store.frames_read) == 3
+    assert len(store.frames_read) == 4  # the resumed run read only the missing frame (and checks nothing)
     params = widget.params_form.values()
     expected = np.stack([reconstruct("rl", f, gaussian_psf(), voxel_size=VOXEL, **params).data for f in data])
     got = np.asarray(runner.result_layer.data)

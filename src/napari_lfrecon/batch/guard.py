@@ -99,19 +99,22 @@ def check_workers(workers: int, task_bytes: int) -> None:
 
 
 def check_finite(source: InputSource, plan: Plan) -> None:
-    """Refuse NaN/Inf input where that is cheap to see: the whole input when small, else the first tile.
+    """Refuse NaN/Inf input before a new store is created, where that is cheap to see: the first tile.
 
-    The input is read in blocks of at most 1/8 of the run's memory budget, so
-    the check never holds more than the run itself would.
+    A run that meets NaN/Inf later fails on that chunk with the engine's own
+    message and keeps the chunks already finished (resumable); one that fails
+    before its first chunk removes the store it created. Reading the whole
+    input here would read every frame twice. The input is read in blocks of at
+    most 1/8 of the run's memory budget.
     """
     if not np.issubdtype(np.dtype(source.dtype), np.floating):
         return  # integer pixels are always finite
-    if source.nbytes <= FINITE_CHECK_BYTES:
-        region = tuple(slice(0, n) for n in source.shape)
-        where = "the input"
-    else:
-        region = plan.tiles[0].region
-        where = f"the input's first tile {tuple((s.start, s.stop) for s in region)}"
+    region = plan.tiles[0].region
+    where = (
+        "the input"
+        if source.nbytes <= FINITE_CHECK_BYTES and len(plan.tiles) == 1
+        else (f"the input's first tile {tuple((s.start, s.stop) for s in region)}")
+    )
     step = max(2**16, min(FINITE_BLOCK_BYTES, int(plan.max_memory or FINITE_BLOCK_BYTES) // 8))
     bad = 0
     for block in _blocks(region, np.dtype(source.dtype).itemsize, step):

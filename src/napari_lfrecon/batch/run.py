@@ -471,8 +471,9 @@ def run_batch(
         announce(0.0, f"planned {total} chunks of ≈{format_size(plan.task_bytes)} per task; checking the input…")
     if workers and scheduler is None:
         check_workers(int(workers), plan.task_bytes)
-    check_finite(source, plan)
     output = Path(output)
+    if not output.exists():  # a resumed run reads nothing it need not; a new one checks before creating
+        check_finite(source, plan)
     signature = {
         "engine": engine,
         "params": {k: v for k, v in values.items() if k != "preview_every"},
