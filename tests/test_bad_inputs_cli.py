@@ -207,3 +207,21 @@ def test_a_raw_light_field_with_a_pixel_size_reconstructs_to_tiff_and_zarr_alike
     )
     np.testing.assert_allclose(np.asarray(tif.data), np.asarray(zarr_image.data), rtol=1e-5, atol=1e-5)
     capsys.readouterr()
+
+
+def test_nan_voxel_size_and_a_background_above_the_data_are_refused(tmp_path, capsys):
+    import napari_lfrecon as nl
+    from napari_lfrecon.cli import main
+    from napari_lfrecon.jobs import EngineInputError
+
+    sample = nl.load_sample("widefield")
+    inp = tmp_path / "w.tif"
+    write_tiff(inp, sample["data"], voxel_size=sample["voxel_size"])
+    psf = tmp_path / "w.psf.safetensors"
+    sample["psf"].save(psf)
+    for voxel in (["nan", "0.1", "0.1"], ["inf", "0.1", "0.1"]):
+        code = main(["reconstruct", "--psf", str(psf), "--voxel-size", *voxel, str(inp), str(tmp_path / "o.tif")])
+        assert code == 2 and "positive finite" in capsys.readouterr().err
+    assert not (tmp_path / "o.tif").exists()
+    with pytest.raises(EngineInputError, match="at or above every data value"):
+        nl.reconstruct("rl", sample["data"], sample["psf"], background=float(sample["data"].max()) + 1, iterations=1)

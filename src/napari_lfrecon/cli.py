@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import warnings
@@ -80,8 +81,8 @@ def _add_engine_flags(parser: argparse.ArgumentParser, engine_name: str) -> list
 def _voxel(values: Sequence[float] | None) -> tuple[float, float, float] | None:
     if values is None:
         return None
-    if any(v <= 0 for v in values):
-        raise EngineInputError(f"voxel sizes must be positive (µm), got {list(values)}")
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise EngineInputError(f"--voxel-size takes three positive finite numbers DZ DY DX (µm), got {list(values)}")
     return tuple(float(v) for v in values)  # type: ignore[return-value]
 
 

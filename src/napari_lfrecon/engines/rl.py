@@ -145,6 +145,11 @@ class RichardsonLucy(Engine):
         # (1e-6 came back 100× too dim, 1e-40 all zeros). RL itself is scale-equivariant, so this only
         # removes the floors' dependence on the data's units.
         scale = float(data.max())
+        if not params.estimate_background and params.background >= scale:
+            raise EngineInputError(
+                f"the background {params.background:g} is at or above every data value (max {scale:.4g} "
+                "photo-electrons): nothing would remain to reconstruct; give a smaller background"
+            )
         data /= scale
         model = forward_model(inputs.psf, data.shape, boundary=params.boundary)
         model.operator.to(device)
