@@ -78,6 +78,34 @@ def test_engine_streams_previews_and_cancels_within_one_iteration():
     assert kinds.count("preview") == 4 and kinds[-1] == "result" and kinds.count("result") == 1
 
 
+def test_previews_are_made_only_when_asked_and_show_that_step(monkeypatch):
+    from napari_lfrecon.engines import rl
+    from napari_lfrecon.jobs.protocol import LazyPreview, preview_volume
+
+    psf = gaussian_psf((5, 7, 7))
+    data, _ = blurred_points(psf)
+    engine = engines.get("rl")
+    inputs = Inputs(data, PSF(psf, "widefield", VOXEL))
+    made = []
+    real = rl._cropped_numpy
+    monkeypatch.setattr(rl, "_cropped_numpy", lambda *a: made.append(1) or real(*a))
+    # nobody looks at the previews: no preview copy is made (the result's own copy does not go through it)
+    updates = list(engine.run(inputs, make_params(engine.Params, {"iterations": 4}), device=torch.device("cpu")))
+    assert [u.kind for u in updates].count("preview") == 3 and not made
+    # materialised at once, each preview is that iteration's estimate: the last one differs from the result
+    previews = []
+    for update in engine.run(inputs, make_params(engine.Params, {"iterations": 4}), device=torch.device("cpu")):
+        if update.kind == "preview":
+            assert isinstance(update.data, LazyPreview)
+            previews.append(preview_volume(update.data))
+            assert preview_volume(update.data) is previews[-1]  # made once
+        elif update.kind == "result":
+            result = update.data.data
+    assert len(made) == 3 and all(p.shape == result.shape and p.dtype == np.float32 for p in previews)
+    assert not np.allclose(previews[0], previews[-1]) and not np.allclose(previews[-1], result)
+    np.testing.assert_array_equal(np.asarray(updates[-1].data.data), result)
+
+
 def test_tv_and_background_options_run_and_differ():
     psf = gaussian_psf((5, 7, 7))
     data, _ = blurred_points(psf)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..jobs.protocol import Update, Volume
+from ..jobs.protocol import Update, Volume, preview_volume
 from ..jobs.runner import Cancelled
 
 #: At most one preview per this many seconds reaches the main thread (each one redraws the canvas).
@@ -47,6 +47,8 @@ def throttled_previews(events: Any, interval_s: float = PREVIEW_INTERVAL_S) -> A
     Runs on the worker thread. A preview that arrives too soon is held back (the
     newest wins); it is sent before a ``Cancelled`` event so the kept preview is
     the last estimate, and dropped before a result (which replaces it anyway).
+    Only the previews sent are materialised (:class:`~napari_lfrecon.jobs.protocol.LazyPreview`):
+    the engine's copies of the others are never made.
     """
     last_sent = -float("inf")
     held: Update | None = None
@@ -54,14 +56,15 @@ def throttled_previews(events: Any, interval_s: float = PREVIEW_INTERVAL_S) -> A
         if isinstance(event, Update) and event.kind == "preview":
             now = time.perf_counter()
             if now - last_sent >= interval_s:
-                volume = np.asarray(event.data)
+                # a LazyPreview is made here, before the engine's next step; one held back is never made
+                volume = preview_volume(event.data)
                 yield PreviewFrame(volume, volume_contrast(volume), event.fraction)
                 last_sent, held = time.perf_counter(), None
             else:
                 held = event
             continue
         if isinstance(event, Cancelled) and held is not None:
-            volume = np.asarray(held.data)
+            volume = preview_volume(held.data)  # a LazyPreview made now shows the last estimate
             yield PreviewFrame(volume, volume_contrast(volume), held.fraction)
             held = None
         if isinstance(event, Update) and event.kind == "result" and isinstance(event.data, Volume):

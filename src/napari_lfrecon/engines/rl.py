@@ -12,10 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..jobs.protocol import LazyPreview
 from ..modalities import for_psf, forward_model
 from . import register
 from .base import Engine, EngineInputError, Inputs, StopFlag, Update, never, param
@@ -175,7 +178,9 @@ class RichardsonLucy(Engine):
                     yield Update("progress", fraction, f"cancelled after iteration {k}")
                     return
                 if params.preview_every and (k % params.preview_every == 0) and k < params.iterations:
-                    yield Update("preview", fraction, f"iteration {k}", _to_numpy(model.crop_output(x), scale))
+                    # made only if a consumer shows it: the GUI shows a few per second, the API none
+                    preview = LazyPreview(partial(_cropped_numpy, model, x, scale))
+                    yield Update("preview", fraction, f"iteration {k}", preview)
         assert x is not None
         elapsed = time.perf_counter() - started
         yield Update("metric", 1.0, "seconds", ("seconds", elapsed))
@@ -218,6 +223,11 @@ class RichardsonLucy(Engine):
         frame = tuple(int(n) for n in np.shape(inputs.data))
         volume = self.output_shape(inputs, params) or frame
         return int(for_psf(inputs.psf).frame_bytes(inputs.psf, frame, volume, params.boundary))
+
+
+def _cropped_numpy(model: Any, x: torch.Tensor, scale: float) -> np.ndarray:
+    """The model's output crop of the estimate ``x`` as a float32 numpy copy in the data's units."""
+    return _to_numpy(model.crop_output(x), scale)
 
 
 def _to_numpy(volume: torch.Tensor, scale: float = 1.0) -> np.ndarray:

@@ -63,7 +63,7 @@ from ..controllers.layers import axes_kwargs, result_name
 from ..controllers.previews import PREVIEW_INTERVAL_S, PreviewFrame, ResultFrame, throttled_previews, volume_contrast
 from ..device import describe_device, select_device
 from ..jobs import jsonable, make_params
-from ..jobs.protocol import EngineInputError, Volume
+from ..jobs.protocol import EngineInputError, Volume, preview_volume
 from ..jobs.runner import Cancelled, Event, Failed, Warned, error_message, prepare_inputs, stream_job
 from ..psf.model import PSF
 from ._geometry import output_translate
@@ -400,7 +400,7 @@ class EngineRunner:
             self._metrics[str(name)] = float(value)
             self.metric.emit(str(name), float(value))
         elif event.kind == "preview":  # only when a stream is handled without throttled_previews
-            volume = np.asarray(event.data)
+            volume = preview_volume(event.data)
             self._queue_preview(PreviewFrame(volume, volume_contrast(volume), event.fraction))
         elif event.kind == "result":
             self._show_result(event.data, event.message)

@@ -97,6 +97,36 @@ class Update:
     data: Any = None
 
 
+class LazyPreview:
+    """A preview volume made only when a consumer asks for it (most previews are never shown).
+
+    ``make()`` builds the volume from the engine's current estimate, so call
+    the preview (or :func:`preview_volume`) before pulling the engine's next
+    update to get this step's volume; called later it gives a newer estimate.
+    The volume is made once and cached. ``np.asarray(preview)`` works too.
+    """
+
+    def __init__(self, make: Callable[[], np.ndarray]) -> None:
+        self._make: Callable[[], np.ndarray] | None = make
+        self._volume: np.ndarray | None = None
+
+    def __call__(self) -> np.ndarray:
+        """The preview volume (made on the first call)."""
+        if self._volume is None:
+            assert self._make is not None
+            self._volume, self._make = np.asarray(self._make()), None
+        return self._volume
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        volume = self()
+        return volume if dtype is None else volume.astype(dtype, copy=False)
+
+
+def preview_volume(data: Any) -> np.ndarray:
+    """The volume of a ``preview`` update's ``data``: an array as is, a :class:`LazyPreview` made now."""
+    return data() if isinstance(data, LazyPreview) else np.asarray(data)
+
+
 def result_of(updates: Iterable[Update]) -> Any:
     """Run a stream of updates to its end and return the data of its ``result`` update.
 
