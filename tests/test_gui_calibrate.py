@@ -287,3 +287,55 @@ def test_real_guv_frame_calibrates_in_the_widget(widget, qtbot, errors):
     assert len(viewer.layers["raw lenslet centres"].data) > 700  # 28×28 lenslets on the 436² crop
     assert "nominal pitch from the optics: 15.38" in widget.lf_info.text()
     assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("names", "roles"),
+    [
+        (("GUV raw", "GUV white", "GUV dark"), ("GUV raw", "GUV white", "GUV dark")),
+        (("GUV dark", "GUV white", "GUV raw"), ("GUV raw", "GUV white", "GUV dark")),
+        (
+            ("Lightfield_GUVExperim1", "Radiometry_GUVExperim1", "DarkFrame_GUVExperim1"),
+            ("Lightfield_GUVExperim1", "Radiometry_GUVExperim1", "DarkFrame_GUVExperim1"),
+        ),
+        (("Image", "Image [1]"), ("Image", None, None)),  # no name says radiometry: none, never the light field
+    ],
+)
+def test_lightfield_pickers_default_by_role_and_keep_choices(widget, names, roles):
+    viewer = widget.viewer
+    for name in names:
+        viewer.add_image(np.zeros((20, 20), np.float32), name=name)
+    pickers = (widget.lf_raw, widget.lf_white, widget.lf_dark)
+    assert tuple(picker.combo.currentData() for picker in pickers) == roles
+    widget.lf_white.select(roles[0])  # the user's choice (even against the names) survives new layers
+    viewer.add_image(np.zeros((20, 20), np.float32), name="another white")
+    assert widget.lf_white.combo.currentData() == roles[0]
+    # the light field (not chosen) moves to a frame no role holds when there is one
+    assert widget.lf_raw.combo.currentData() == ("Image [1]" if "Image [1]" in names else roles[0])
+    viewer.layers.remove(roles[0])  # the chosen layer is gone: the role is guessed again
+    assert widget.lf_white.combo.currentData() == (roles[1] or "another white")
+
+
+def test_lightfield_frames_get_the_object_space_of_the_rectified_frame(widget, qtbot, errors):
+    """With the lenslet pitch and magnification, raw/white/dark frames are placed in µm under the rectified frame."""
+    viewer = widget.viewer
+    originals = _lightfield_layers(viewer, shape=(60, 64), centre=(30.2, 31.7))
+    widget.lf_fields["lenslet_pitch_um"].setText("60")
+    widget.lf_fields["magnification"].setText("20")
+    finished(widget, qtbot, widget.detect_grid())
+    assert widget.lf_calibration is not None, errors
+    placement = viewer.layers["raw"]
+    pitch = widget.lf_calibration.pitch_yx_px
+    for name in ("raw", "white", "dark"):
+        layer = viewer.layers[name]
+        np.testing.assert_allclose(layer.scale, [3.0 / pitch[0], 3.0 / pitch[1]], rtol=1e-3)  # µm per camera pixel
+        assert tuple(str(u) for u in layer.units) == ("micrometer", "micrometer")
+        np.testing.assert_array_equal(layer.data, originals[name])  # only the placement changed
+    np.testing.assert_allclose(viewer.layers["raw lenslet centres"].scale, placement.scale)
+    widget.rectify()  # no PSF (incomplete optics), but the rectified frame is in µm and over the raw frame
+    rectified = viewer.layers["raw rectified"]
+    assert rectified.scale[-1] == pytest.approx(3.0 / 9)
+    raw_extent = np.asarray(viewer.layers["raw"].extent.world)
+    rectified_extent = np.asarray(rectified.extent.world)
+    assert np.all(rectified_extent[0] >= raw_extent[0]) and np.all(rectified_extent[1] <= raw_extent[1])
+    assert errors == []

@@ -7,12 +7,14 @@ it reads its fields, calls a function here, and shows what comes back.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from ..psf.zernike import ZERNIKE_NAMES
+from .layers import axes_kwargs
 from .streams import stream_callbacks
 
 #: The light-field optics fields: our name → (label, tooltip).
@@ -26,6 +28,22 @@ LF_OPTICS_FIELDS: dict[str, tuple[str, str]] = {
     "wavelength_um": ("wavelength (µm)", "emission wavelength"),
     "immersion_index": ("medium index", "refractive index of the immersion / sample medium"),
 }
+
+
+def frame_2d(layer: Any, what: str) -> np.ndarray:
+    """An image layer's data (its finest level when multiscale), checked to be one 2-D ``(Y, X)`` frame."""
+    data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
+    if data.ndim != 2:
+        raise ValueError(f"the {what} layer {layer.name!r} has shape {data.shape}; expected one 2-D (Y, X) frame")
+    return data
+
+
+def residual_translate(
+    input_translate: Sequence[float] | None, crop_origin: Sequence[int], voxel: Sequence[float]
+) -> tuple[float, ...]:
+    """World origin of a bead fit's residual: the bead layer's translate plus the crop origin in world units."""
+    base = input_translate or (0.0,) * len(voxel)
+    return tuple(float(t) + o * v for t, o, v in zip(base, crop_origin, voxel, strict=True))
 
 
 def parse_optics(texts: Mapping[str, str]) -> dict[str, float]:
@@ -126,6 +144,15 @@ def lfm_psf_updates(optics: Any, depths: np.ndarray, stop: threading.Event) -> G
         yield float(fraction)
 
 
+def check_same_size(raw: np.ndarray, others: Mapping[str, np.ndarray | None]) -> None:
+    """``ValueError`` unless every given frame (radiometry, dark) has the light field's size."""
+    for what, frame in others.items():
+        if frame is not None and frame.shape != raw.shape:
+            raise ValueError(
+                f"the {what} frame is {frame.shape} but the light field is {raw.shape}; expected the same size"
+            )
+
+
 def rectify_lightfield(
     raw: np.ndarray,
     calibration: Any,
@@ -140,7 +167,8 @@ def rectify_lightfield(
 
     Returns ``rectified`` ``(Ny·Nnum, Nx·Nnum)``, ``views``, the JSON
     ``summary``, ``lfm_optics`` (``None`` when the optics are incomplete),
-    the PSF ``depths`` and the rectified ``pixel_um`` in object space (1 without optics).
+    the PSF ``depths``, the rectified ``pixel_um`` in object space (1 without
+    the lenslet pitch and magnification) and the layer's ``axes`` (units, labels).
     """
     from ..io import calibration_files as files
     from ..physics.lightfield import raw_to_views
@@ -155,7 +183,153 @@ def rectify_lightfield(
         "summary": files.lightfield_summary(calibration, nnum, optics),
         "lfm_optics": lfm_optics,
         "depths": files.z_planes(z_range, z_step),
-        # the rectified pixel is one lenslet pitch (in object space) over the tile size
-        "pixel_um": lfm_optics.lenslet_pitch_object_um / nnum if lfm_optics is not None else 1.0,
+        "pixel_um": rectified_pixel_um(calibration, optics) or 1.0,
+        # napari units of the rectified layer: µm once the pixel is known in object space
+        "axes": axes_kwargs(2, 2) if rectified_pixel_um(calibration, optics) else {},
         "missing_optics": missing_psf_optics(optics, files.LFM_OPTICS_KEYS),
     }
+
+
+# --------------------------------------------------------------------------- frames in object space
+def rectified_pixel_um(calibration: Any, optics: Mapping[str, float]) -> float | None:
+    """Object-space size (µm) of a rectified pixel, or ``None`` without the lenslet pitch and the magnification.
+
+    A lenslet tile is resampled to ``Nnum`` pixels, so a rectified pixel is the
+    lenslet pitch in object space (pitch / magnification) over ``Nnum``.
+    """
+    pitch, magnification = optics.get("lenslet_pitch_um"), optics.get("magnification")
+    if not pitch or not magnification:
+        return None
+    return float(pitch) / float(magnification) / calibration.pixels_per_lenslet()
+
+
+def raw_frame_placement(calibration: Any, optics: Mapping[str, float]) -> dict[str, Any] | None:
+    """napari ``scale``, ``translate``, ``units`` and ``axis_labels`` that put a raw frame under its rectified frame.
+
+    The rectified layer is drawn with scale :func:`rectified_pixel_um` from the
+    origin (and the volume reconstructed from it lies over it); this places the
+    raw, white and dark frames (same size) in the same object-space µm. The scale
+    per axis is the rectified pixel times the tile size over the measured pitch
+    (object µm per camera pixel); the translate makes the middle of the rectified
+    frame land on the raw pixel it was resampled from. ``None`` without the optics.
+    A lattice rotation (scale and translate cannot rotate) leaves a residual
+    offset of ``distance from the middle × sin(rotation)`` away from the middle.
+    """
+    from ..psf.calibrate_lightfield import rectify
+
+    pixel_um = rectified_pixel_um(calibration, optics)
+    if pixel_um is None:
+        return None
+    # Rectify the raw pixel coordinates themselves: rectification is linear
+    # interpolation, exact on a ramp, so this reads off where each rectified pixel came from.
+    ramps = np.indices(calibration.frame_shape, dtype=np.float64)
+    source = rectify(ramps, calibration, pixels_per_lenslet=calibration.pixels_per_lenslet()).astype(np.float64)
+    rows, cols = source.shape[1:]
+    origin = source[:, 0, 0]
+    per_row = (source[:, -1, 0] - origin) / max(rows - 1, 1)  # raw (y, x) per rectified row
+    per_col = (source[:, 0, -1] - origin) / max(cols - 1, 1)  # raw (y, x) per rectified column
+    scale = np.array([pixel_um / np.linalg.norm(per_row), pixel_um / np.linalg.norm(per_col)])
+    middle = np.array([(rows - 1) / 2, (cols - 1) / 2])
+    raw_middle = origin + middle[0] * per_row + middle[1] * per_col
+    translate = pixel_um * middle - scale * raw_middle
+    return {
+        "scale": (float(scale[0]), float(scale[1])),
+        "translate": (float(translate[0]), float(translate[1])),
+        **axes_kwargs(2, 2),
+    }
+
+
+# --------------------------------------------------------------------------- input roles
+#: Words in a layer's name or metadata that give its role among the light-field inputs.
+LF_ROLE_WORDS: dict[str, tuple[str, ...]] = {
+    "radiometry": ("white", "radiometry", "flat"),
+    "dark": ("dark",),
+    "lightfield": ("raw", "light"),
+}
+#: Metadata keys of layers made by this plugin (rectified frames, PSFs, results) or sample answers.
+DERIVED_KEYS = ("psf", "lightfield_calibration", "xlfm_calibration", "engine", "bead_fit", "ground_truth")
+
+
+def _role_text(name: str, metadata: Mapping[str, Any]) -> str:
+    """The layer's name and its metadata's text values, lower case (where role words are looked for)."""
+    words = [name, *(str(k) for k in metadata), *(v for v in metadata.values() if isinstance(v, str))]
+    return " ".join(words).lower()
+
+
+def guess_lightfield_roles(
+    layers: Sequence[tuple[str, Mapping[str, Any], int]], chosen: Mapping[str, str | None] | None = None
+) -> dict[str, str | None]:
+    """Default layer of each light-field input role: ``lightfield``, ``radiometry``, ``dark``.
+
+    ``layers`` are ``(name, metadata, ndim)`` of the image layers in viewer
+    order; ``chosen`` are the roles the user already chose (kept as they are).
+    Only 2-D layers not made by the plugin are candidates. A name or metadata
+    with "white"/"radiometry"/"flat" → radiometry, "dark" → dark, and the light
+    field is the remaining frame (one saying "raw"/"light" first). No layer is
+    given two roles; a role with no candidate is ``None``.
+    """
+    roles: dict[str, str | None] = dict(chosen or {})
+    candidates = [
+        (name, _role_text(name, metadata))
+        for name, metadata, ndim in layers
+        if ndim == 2 and not any(key in metadata for key in DERIVED_KEYS)
+    ]
+
+    def take(role: str, fallback: bool) -> None:
+        if role in roles:
+            return
+        free = [(name, text) for name, text in candidates if name not in roles.values()]
+        others = [w for r, words in LF_ROLE_WORDS.items() if r != role for w in words]
+        said = [name for name, text in free if any(w in text for w in LF_ROLE_WORDS[role])]
+        # a frame saying another role ("dark") is that role's, never this one's fallback
+        plain = [name for name, text in free if not any(w in text for w in others)]
+        roles[role] = (said or (plain if fallback else []) or [None])[0]
+
+    take("radiometry", fallback=False)
+    take("dark", fallback=False)
+    take("lightfield", fallback=True)
+    return {role: roles[role] for role in LF_ROLE_WORDS}
+
+
+class LightFieldRoles:
+    """The light-field input roles the user chose, and the defaults (:func:`guess_lightfield_roles`) of the others.
+
+    The widget calls :meth:`choose` whenever a picker's selection changes
+    (``select()`` included), and :meth:`defaults` inside :meth:`guessing` when
+    the layers change, so its own selections do not count as choices.
+    """
+
+    def __init__(self) -> None:
+        self.chosen: dict[str, str | None] = {}
+        self._guessing = False
+
+    def choose(self, role: str, name: str | None) -> None:
+        """Record that ``role`` was set to layer ``name`` (ignored while the defaults are being applied)."""
+        if not self._guessing:
+            self.chosen[role] = name
+
+    @contextmanager
+    def guessing(self) -> Iterator[None]:
+        """While applying :meth:`defaults`: selection changes are not the user's choices."""
+        self._guessing = True
+        try:
+            yield
+        finally:
+            self._guessing = False
+
+    def defaults(
+        self, layers: Sequence[tuple[str, Mapping[str, Any], int]], current: Mapping[str, str | None]
+    ) -> dict[str, str | None]:
+        """The selections to make: each role not chosen (or whose chosen layer is gone) → its default.
+
+        ``current`` is what each picker shows; a choice it no longer shows (the
+        layer was removed or renamed) is forgotten. The light field, which cannot
+        be empty, is left out when there is no candidate.
+        """
+        self.chosen = {role: name for role, name in self.chosen.items() if current.get(role) == name}
+        guessed = guess_lightfield_roles(layers, self.chosen)
+        return {
+            role: name
+            for role, name in guessed.items()
+            if role not in self.chosen and (name is not None or role != "lightfield")
+        }

@@ -70,14 +70,6 @@ if TYPE_CHECKING:  # pragma: no cover
 POINT_SIZE_PX = 3.0
 
 
-def _frame(layer: Image, what: str) -> np.ndarray:
-    """The layer's data as a float array copy's source, checked to be one 2-D frame."""
-    data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
-    if data.ndim != 2:
-        raise ValueError(f"the {what} layer {layer.name!r} has shape {data.shape}; expected one 2-D (Y, X) frame")
-    return data
-
-
 # --------------------------------------------------------------------------- the widget
 class CalibrateWidget(QWidget):
     """Dock widget with the bead, light-field and XLFM calibrations (see the module docstring)."""
@@ -219,9 +211,7 @@ class CalibrateWidget(QWidget):
         if layer is not None:
             voxel = calibration.voxel_size
             origin = calibration.fit.crop_origin
-            translate = tuple(
-                float(t) + o * v for t, o, v in zip(layer.input_translate or (0, 0, 0), origin, voxel, strict=True)
-            )
+            translate = control.residual_translate(layer.input_translate, origin, voxel)
             self.viewer.add_image(
                 calibration.residual,
                 name=f"{layer.input_name} [bead-fit residual]",
@@ -235,8 +225,15 @@ class CalibrateWidget(QWidget):
     def _lightfield_tab(self) -> QWidget:
         page = QWidget()
         self.lf_raw = LayerPicker(self.viewer, tip="the raw light-field frame (Y, X)")
-        self.lf_white = LayerPicker(self.viewer, tip="the radiometry (white) frame, same size as the light field")
+        self.lf_white = LayerPicker(self.viewer, optional=True, tip="the radiometry (white) frame, as the light field")
         self.lf_dark = LayerPicker(self.viewer, optional=True, tip="the dark frame (optional)")
+        # Each picker defaults by role (names, metadata) until the user (or select()) chooses; see _guess_lf_roles.
+        self.lf_roles, self._lf_pickers = control.LightFieldRoles(), {"lightfield": self.lf_raw}
+        self._lf_pickers.update(radiometry=self.lf_white, dark=self.lf_dark)
+        for role, picker in self._lf_pickers.items():
+            picker.combo.currentIndexChanged.connect(
+                lambda _i, r=role, p=picker: self.lf_roles.choose(r, p.combo.currentData())
+            )
         self.lf_fields = {name: number_field(tip) for name, (_, tip) in LF_OPTICS_FIELDS.items()}
         self.lf_metadata_button = QPushButton("Load metadata.txt…")
         self.lf_metadata_button.setToolTip("fill the optics from a napari-LF metadata.txt")
@@ -310,17 +307,10 @@ class CalibrateWidget(QWidget):
         raw_layer, white_layer = self.lf_raw.layer(), self.lf_white.layer()
         if raw_layer is None or white_layer is None:
             raise ValueError("choose the light-field and the radiometry layers (or open their TIFFs)")
-        raw, white = _frame(raw_layer, "light-field"), _frame(white_layer, "radiometry")
-        if white.shape != raw.shape:
-            raise ValueError(
-                f"the radiometry frame is {white.shape} but the light field is {raw.shape}; expected the same size"
-            )
+        raw, white = control.frame_2d(raw_layer, "light-field"), control.frame_2d(white_layer, "radiometry")
         dark_layer = self.lf_dark.layer()
-        dark = _frame(dark_layer, "dark") if dark_layer is not None else None
-        if dark is not None and dark.shape != raw.shape:
-            raise ValueError(
-                f"the dark frame is {dark.shape} but the light field is {raw.shape}; expected the same size"
-            )
+        dark = control.frame_2d(dark_layer, "dark") if dark_layer is not None else None
+        control.check_same_size(raw, {"radiometry": white, "dark": dark})
         return raw_layer, raw, white, dark
 
     def detect_grid(self, then: Callable[[], Any] | None = None) -> EngineRunner | None:
@@ -342,19 +332,25 @@ class CalibrateWidget(QWidget):
             self._fail(f"Cannot detect the lenslet grid: {error_message(exc)}")
             return None
         self.lf_calibration = None
+        frame_layers = [picker.layer() for picker in (self.lf_raw, self.lf_white, self.lf_dark)]
 
         def measured(calibration: Any) -> None:
-            self._show_grid(raw_layer, calibration, optics)
+            self._show_grid(raw_layer, calibration, optics, frame_layers)
             if then is not None:
                 # after the runner has finished (the widget is no longer busy)
                 self.runner.finished.connect(lambda *_: then())  # type: ignore[union-attr]
 
         return self._start_engine(request, measured, f"detecting the lenslet grid in {request.input_name}…")
 
-    def _show_grid(self, raw_layer: Image, calibration: Any, optics: dict[str, float]) -> None:
+    def _show_grid(self, raw_layer: Image, calibration: Any, optics: dict[str, float], frames: list[Any]) -> None:
         self.lf_calibration = calibration
         nnum = calibration.pixels_per_lenslet()
         self.lf_summary = files.lightfield_summary(calibration, nnum, optics)
+        placement = control.raw_frame_placement(calibration, optics)
+        # in object-space µm under the rectified frame and the volume: only scale/translate change, never the data
+        for layer in [frame for frame in frames if frame is not None and placement is not None]:
+            for key, value in placement.items():
+                setattr(layer, key, value)
         self._add_centres(
             raw_layer, "lenslet centres", calibration.lenslet_centres(), {"lightfield_calibration": self.lf_summary}
         )
@@ -388,7 +384,7 @@ class CalibrateWidget(QWidget):
             return None
         self.lf_summary, self.lf_rectified, self.lf_views = made["summary"], made["rectified"], made["views"]
         self.lf_psf = None
-        self._pending_rectified = {"name": f"{raw_layer.name} rectified", "pixel": made["pixel_um"]}
+        self._pending_rectified = {"name": f"{raw_layer.name} rectified", **made}
         if made["lfm_optics"] is None:
             self._add_rectified(None)
             self.status_label.setText(f"rectified; no PSF (the optics lack {', '.join(made['missing_optics'])})")
@@ -437,9 +433,8 @@ class CalibrateWidget(QWidget):
         metadata: dict[str, Any] = {"lightfield_calibration": self.lf_summary}
         if psf is not None:
             metadata["psf"] = psf
-        self.viewer.add_image(
-            self.lf_rectified, name=name, scale=(pending["pixel"], pending["pixel"]), metadata=metadata
-        )
+        scale = (pending["pixel_um"], pending["pixel_um"])
+        self.viewer.add_image(self.lf_rectified, name=name, scale=scale, metadata=metadata, **pending["axes"])
 
     def _ask_prefix(self, what: str, save: Callable[[str], Any]) -> None:
         path, _ = QFileDialog.getSaveFileName(self, f"Save the {what} calibration (prefix)", "", "All files (*)")
@@ -500,9 +495,9 @@ class CalibrateWidget(QWidget):
             layer = self.xlfm_picker.layer()
             if layer is None:
                 raise ValueError("no XLFM frame: choose an image layer or open a TIFF")
-            image = _frame(layer, "XLFM")
+            image = control.frame_2d(layer, "XLFM")
             dark_layer = self.xlfm_dark.layer()
-            dark = _frame(dark_layer, "dark") if dark_layer is not None else None
+            dark = control.frame_2d(dark_layer, "dark") if dark_layer is not None else None
             text = self.xlfm_optics_path.text().strip()
             optics = {OPTICS_OBJECT_KEY: files.read_xlfm_optics(text)} if text else {}
             params = self.xlfm_params.values()
@@ -590,6 +585,15 @@ class CalibrateWidget(QWidget):
         """Stop the running engine or PSF computation (the Cancel button); it stops within one step."""
         self.panel.cancel()
 
+    def _guess_lf_roles(self) -> None:
+        """Default the light-field pickers by role; the choices still shown are kept."""
+        current = {role: picker.combo.currentData() for role, picker in self._lf_pickers.items()}
+        layers = [(layer.name, layer.metadata, layer.ndim) for layer in self.viewer.layers if isinstance(layer, Image)]
+        with self.lf_roles.guessing():
+            for role, name in self.lf_roles.defaults(layers, current).items():
+                self._lf_pickers[role].select(name)
+
     def _refresh_layers(self, *_: Any) -> None:
         for picker in (self.bead_picker, self.lf_raw, self.lf_white, self.lf_dark, self.xlfm_picker, self.xlfm_dark):
             picker.refresh()
+        self._guess_lf_roles()
