@@ -106,6 +106,20 @@ def test_previews_are_made_only_when_asked_and_show_that_step(monkeypatch):
     np.testing.assert_array_equal(np.asarray(updates[-1].data.data), result)
 
 
+def test_placeholder_preview_shape_only_for_engines_that_preview_a_known_volume():
+    from napari_lfrecon.controllers.previews import placeholder_shape
+
+    psf = gaussian_psf((5, 7, 7))
+    data, _ = blurred_points(psf)
+    engine = engines.get("rl")
+    inputs = Inputs(data, PSF(psf, "widefield", VOXEL))
+    params = make_params(engine.Params, {"iterations": 4})
+    assert placeholder_shape(engine, inputs, params, 3) == data.shape
+    assert placeholder_shape(engine, inputs, make_params(engine.Params, {"preview_every": 0}), 3) is None
+    assert placeholder_shape(engine, inputs, params, 4) is None  # not the volume the layer will show
+    assert placeholder_shape(engine, Inputs(data), params, 3) is None  # no PSF: shape unknown
+
+
 def test_tv_and_background_options_run_and_differ():
     psf = gaussian_psf((5, 7, 7))
     data, _ = blurred_points(psf)

@@ -149,6 +149,29 @@ class SlowParams:
     seconds_per_step: float = field(default=0.05, metadata=param("sleep per step", min=0.0))
 
 
+def test_preview_layer_is_added_empty_before_the_engine_starts_and_becomes_the_result(widget, qtbot, errors):
+    viewer = widget.viewer
+    add_measurement(viewer, bead_stack())
+    widget.select_engine("rl")
+    widget.params_form.set_values({"iterations": 6})
+    before = len(viewer.layers)
+    widget.run_button.click()
+    runner = widget.runner
+    # napari's costly add_image happens at Run, before the engine competes for the CPU; nothing previewed yet
+    placeholder = runner.preview_layer
+    assert placeholder is not None and placeholder in viewer.layers and len(viewer.layers) == before + 1
+    assert placeholder.data.shape == (10, 20, 20) and not np.any(placeholder.data)
+    previewed = []
+    runner.previewed.connect(previewed.append)
+    done = []
+    runner.finished.connect(lambda *a: done.append(a))
+    qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
+    assert errors == [] and done[0][0] == "done"
+    assert all(layer is placeholder for layer in previewed)
+    assert runner.result_layer is placeholder and len(viewer.layers) == before + 1
+    assert "preview" not in placeholder.metadata and np.any(placeholder.data)
+
+
 class SlowEngine(Engine):
     """A test engine whose steps are slow and counted, to measure how fast Cancel takes effect."""
 

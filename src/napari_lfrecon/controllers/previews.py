@@ -21,7 +21,14 @@ from ..jobs.runner import Cancelled
 #: At most one preview per this many seconds reaches the main thread (each one redraws the canvas).
 PREVIEW_INTERVAL_S = 0.25
 
-__all__ = ["PREVIEW_INTERVAL_S", "PreviewFrame", "ResultFrame", "throttled_previews", "volume_contrast"]
+__all__ = [
+    "PREVIEW_INTERVAL_S",
+    "PreviewFrame",
+    "ResultFrame",
+    "placeholder_shape",
+    "throttled_previews",
+    "volume_contrast",
+]
 
 
 def volume_contrast(volume: np.ndarray) -> tuple[float, float]:
@@ -80,3 +87,21 @@ class ResultFrame:
 
     update: Update
     contrast: tuple[float, float]
+
+
+def placeholder_shape(engine: Any, inputs: Any, params: Any, ndim: int) -> tuple[int, ...] | None:
+    """The shape of an empty preview layer to add before ``engine`` starts, or ``None`` for none.
+
+    napari's ``add_image`` is the costliest thing a run does on the main thread
+    (0.1–0.3 s): added before the engine starts, the layer does not compete with
+    it for the CPU, and the first preview only replaces the layer's data. Only
+    for an engine that sends previews (``preview_every`` not 0) of a known
+    ``ndim``-dimensional volume (:meth:`~napari_lfrecon.engines.base.Engine.output_shape`).
+    """
+    if getattr(engine, "kind", "") == "calibrate" or not getattr(params, "preview_every", 0):
+        return None
+    try:
+        shape = engine.output_shape(inputs, params)
+    except Exception:  # an estimate only: the run itself reports what is wrong with its inputs
+        return None
+    return tuple(int(n) for n in shape) if shape is not None and len(shape) == ndim else None

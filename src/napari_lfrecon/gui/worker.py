@@ -59,6 +59,7 @@ from qtpy.QtCore import QTimer
 
 from .. import engines
 from ..camera import Camera
+from ..controllers import previews
 from ..controllers.layers import axes_kwargs, result_name
 from ..controllers.previews import PREVIEW_INTERVAL_S, PreviewFrame, ResultFrame, throttled_previews, volume_contrast
 from ..device import describe_device, select_device
@@ -322,6 +323,7 @@ class EngineRunner:
         # the newest preview not yet shown, and whether showing it is scheduled (main-thread coalescing)
         self._pending_preview: PreviewFrame | None = None
         self._preview_scheduled = False
+        self._placeholder = False  # the preview layer holds the empty one added at start (none shown yet)
         #: The name this run is registered under for its viewer (a widget sets its own, e.g. ``"reconstruct"``).
         self.job_key = f"{self.engine.name}-{id(self)}"
 
@@ -338,6 +340,10 @@ class EngineRunner:
         self.status = "running"
         self._started = time.perf_counter()
         register_job(self.viewer, self.job_key, self)
+        ndim = len(self.output_voxel_size)
+        shape = None if self.sync else previews.placeholder_shape(self.engine, self.inputs, self.params, ndim)
+        if shape is not None:  # the preview layer, empty, before the engine starts: see placeholder_shape
+            self._show_preview(PreviewFrame(np.zeros(shape, np.float32), (0.0, 1.0)), placeholder=True)
         self.job = start_job(
             _throttled_stream,
             self.engine,
@@ -430,11 +436,15 @@ class EngineRunner:
                     raise
                 self.detach()
 
-    def _show_preview(self, frame: PreviewFrame) -> None:
+    def _show_preview(self, frame: PreviewFrame, placeholder: bool = False) -> None:
         if self.status != "running":
             return
         volume = frame.volume
         layer = self.preview_layer
+        if layer is not None and self._placeholder and layer in self.viewer.layers and layer.data.shape != volume.shape:
+            self._remove_preview()  # the engine's volumes are not the shape it announced (e.g. a time series)
+            layer = None
+        self._placeholder = placeholder
         if layer is None or layer not in self.viewer.layers:
             layer = self.viewer.add_image(
                 volume,
@@ -449,7 +459,8 @@ class EngineRunner:
         else:
             layer.data = volume
         _fit_contrast(layer, frame.contrast)
-        self.previewed.emit(layer)
+        if not placeholder:
+            self.previewed.emit(layer)
 
     def _show_result(self, result: Any, message: str, contrast: tuple[float, float] | None = None) -> None:
         self.seconds = time.perf_counter() - self._started
@@ -505,6 +516,8 @@ class EngineRunner:
         if status == "failed":
             self._remove_preview()
             show_error(f"{self.engine.title or self.engine.name} failed: {message}")
+        elif status == "cancelled" and self._placeholder:
+            self._remove_preview()  # no estimate was shown: nothing worth keeping
         elif status == "cancelled" and self.preview_layer is not None:
             layer = self.preview_layer
             names = [name for name in self._layer_names() if name != layer.name]
