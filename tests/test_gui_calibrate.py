@@ -331,7 +331,9 @@ def test_lightfield_frames_get_the_object_space_of_the_rectified_frame(widget, q
         np.testing.assert_allclose(layer.scale, [3.0 / pitch[0], 3.0 / pitch[1]], rtol=1e-3)  # µm per camera pixel
         assert tuple(str(u) for u in layer.units) == ("micrometer", "micrometer")
         np.testing.assert_array_equal(layer.data, originals[name])  # only the placement changed
-    np.testing.assert_allclose(viewer.layers["raw lenslet centres"].scale, placement.scale)
+    centres = viewer.layers["raw lenslet centres"]  # drawn over the placed frame, in the same units
+    np.testing.assert_allclose(centres.scale, placement.scale)
+    assert centres.units == placement.units
     widget.rectify()  # no PSF (incomplete optics), but the rectified frame is in µm and over the raw frame
     rectified = viewer.layers["raw rectified"]
     assert rectified.scale[-1] == pytest.approx(3.0 / 9)

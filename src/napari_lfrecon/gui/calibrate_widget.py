@@ -568,7 +568,7 @@ class CalibrateWidget(QWidget):
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
         scale, translate = (tuple(float(v) for v in values[-2:]) for values in (layer.scale, layer.translate))
-        style = {"size": POINT_SIZE_PX, "face_color": "cyan", "border_color": "cyan"}
+        style = {"size": POINT_SIZE_PX, "face_color": "cyan", "border_color": "cyan", "units": layer.units[-2:]}
         self.viewer.add_points(centres, name=name, scale=scale, translate=translate, metadata=metadata, **style)
 
     @property
