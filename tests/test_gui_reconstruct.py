@@ -172,6 +172,26 @@ def test_preview_layer_is_added_empty_before_the_engine_starts_and_becomes_the_r
     assert "preview" not in placeholder.metadata and np.any(placeholder.data)
 
 
+def test_cancel_before_any_preview_leaves_no_empty_layer(widget, qtbot, errors):
+    viewer = widget.viewer
+    add_measurement(viewer, bead_stack())
+    widget.select_engine("rl")
+    widget.params_form.set_values({"iterations": 500})
+    before = [layer.name for layer in viewer.layers]
+    widget.run_button.click()
+    runner = widget.runner
+    assert runner.preview_layer is not None and not np.any(runner.preview_layer.data)  # the empty placeholder
+    widget.cancel_button.click()  # at once: the engine is still setting up (no preview sent yet, as a rule)
+    done = []
+    runner.finished.connect(lambda *a: done.append(a))
+    qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
+    assert done[0][0] == "cancelled" and errors == []
+    added = [layer for layer in viewer.layers if layer.name not in before]
+    # the placeholder is removed; a layer is kept only if a real preview reached it (then it is the cancelled one)
+    assert all("cancelled" in layer.name and np.any(layer.data) for layer in added), [x.name for x in added]
+    assert runner.preview_layer is None
+
+
 class SlowEngine(Engine):
     """A test engine whose steps are slow and counted, to measure how fast Cancel takes effect."""
 
