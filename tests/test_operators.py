@@ -57,12 +57,17 @@ def _phase_space(s: int, kh: int, kw: int, shape: tuple[int, int, int], budget: 
     )
 
 
-def _xlfm(chunk: int | None) -> Case:
+def _xlfm(chunk: int | None, field_stop: bool = False) -> Case:
     return Case(
-        f"XLFMProjector-chunk{chunk}",
+        f"XLFMProjector-chunk{chunk}" + ("-fieldstop" if field_stop else ""),
         XLFMProjector,
         lambda: XLFMProjector(
-            _rng(3).random((3, 21, 18)), np.array([[5, 5], [5, 12], [15, 9]]), (7, 6), (3, 11, 10), depth_chunk=chunk
+            _rng(3).random((3, 21, 18)),
+            np.array([[5, 5], [5, 12], [15, 9]]),
+            (7, 6),
+            (3, 11, 10),
+            depth_chunk=chunk,
+            field_stop=field_stop,
         ),
     )
 
@@ -92,6 +97,8 @@ CASES: list[Case] = [
     ),
     _xlfm(None),
     _xlfm(2),  # the depth-chunked path
+    _xlfm(None, field_stop=True),  # each lenslet limited to its view window
+    _xlfm(2, field_stop=True),
     _axial(None),
     _axial([1.0, 2.0, 1.0]),
     _axial([1.0, 3.0, 2.0, 1.0]),  # even kernel
@@ -128,11 +135,12 @@ def test_linear_operator_is_adjoint(case: Case, device: torch.device) -> None:
     assert error < tolerance, f"{case.id}: relative adjointness error {error:.2e} on {device}"
 
 
+@pytest.mark.parametrize("field_stop", [False, True])
 @pytest.mark.parametrize("chunk", [None, 2])
-def test_xlfm_view_crops_are_adjoint(chunk: int | None, device: torch.device) -> None:
+def test_xlfm_view_crops_are_adjoint(chunk: int | None, field_stop: bool, device: torch.device) -> None:
     # the view crop and forward_views are linear maps too, with their own transposes
     dtype, tolerance = _dtype_and_tolerance(device)
-    proj = _xlfm(chunk).make().to(device)
+    proj = _xlfm(chunk, field_stop).make().to(device)
     n, (h, w) = proj.n_views, proj.view_size
     views = (2, n, h, w)
     raw_error = adjointness_error(

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from napari_lfrecon import modalities
-from napari_lfrecon.physics.xlfm import XLFMProjector
+from napari_lfrecon.physics.xlfm import XLFMProjector, view_windows
 from napari_lfrecon.psf.model import PSF
 from napari_lfrecon.psf.xlfm import (
     XLFMOptics,
@@ -213,6 +213,55 @@ def test_forward_matches_direct_linear_convolution(sensor, vol_yx) -> None:
     np.testing.assert_allclose(out, direct_forward(vol, psf), rtol=1e-10, atol=1e-12)
 
 
+def direct_forward_field_stop(
+    vol: np.ndarray, psf: np.ndarray, corners: np.ndarray, view: tuple[int, int]
+) -> np.ndarray:
+    """raw = Σ_k W_k ⊙ (vol ⊛ H_k) with H_k = H ⊙ W_k, evaluated pixel by pixel with :func:`direct_forward`."""
+    raw = np.zeros(psf.shape[1:])
+    for top, left in corners:
+        window = np.zeros(psf.shape[1:], dtype=bool)
+        window[top : top + view[0], left : left + view[1]] = True
+        raw += window * direct_forward(vol, psf * window)
+    return raw
+
+
+@pytest.mark.parametrize("vol_yx", [(5, 4), (8, 9)])
+def test_field_stop_forward_matches_direct_evaluation(vol_yx) -> None:
+    psf = RNG.random((2, 12, 11))
+    centres, view = np.array([[3, 3], [3, 8], [9, 5]]), (5, 4)
+    vol = RNG.random((2, *vol_yx))
+    proj = XLFMProjector(psf, centres, view, (2, *vol_yx), field_stop=True)
+    out = proj(torch.as_tensor(vol)[None])[0].numpy()
+    np.testing.assert_allclose(out, direct_forward_field_stop(vol, psf, view_windows(centres, view), view), atol=1e-12)
+    views = proj.forward_views(torch.as_tensor(vol)[None])
+    torch.testing.assert_close(views, proj.views(torch.as_tensor(out)[None]), rtol=1e-12, atol=1e-12)
+
+
+def test_field_stop_blocks_the_leak_into_a_neighbouring_view() -> None:
+    # lenslet 0's lobe is a point at its view centre (column 3, window columns 1..5); a volume point
+    # 4 px right of the axis images at column 7, inside view 1's window (columns 7..11): without a
+    # field stop it leaks into view 1, with one it is blocked
+    psf = np.zeros((1, 7, 14))
+    psf[0, 3, 3] = 1.0
+    centres, view = np.array([[3, 3], [3, 9]]), (5, 5)
+    vol = np.zeros((1, 1, 9, 9))
+    vol[0, 0, 4, 8] = 1.0  # 4 px right of the axis
+    vol_t = torch.as_tensor(vol)
+    open_views = XLFMProjector(psf, centres, view, (1, 9, 9)).forward_views(vol_t)[0]
+    stopped = XLFMProjector(psf, centres, view, (1, 9, 9), field_stop=True)
+    assert open_views[1].sum() == pytest.approx(1.0)  # the leak
+    assert float(stopped(vol_t).abs().max()) < 1e-12
+    vol[0, 0, 4, 8], vol[0, 0, 4, 5] = 0.0, 1.0  # 1 px right: inside view 0's window, seen by both models
+    torch.testing.assert_close(
+        stopped(torch.as_tensor(vol)), XLFMProjector(psf, centres, view, (1, 9, 9))(torch.as_tensor(vol))
+    )
+
+
+def test_field_stop_needs_disjoint_windows() -> None:
+    with pytest.raises(ValueError, match="non-overlapping"):
+        XLFMProjector(np.ones((1, 10, 10)), np.array([[4, 4], [5, 5]]), (4, 4), (1, 3, 3), field_stop=True)
+
+
 def test_views_adjoint_sums_overlapping_windows() -> None:
     proj = XLFMProjector(np.ones((1, 10, 10)), np.array([[4, 4], [5, 5]]), (4, 4), (1, 3, 3))
     assert proj.views_overlap
@@ -250,4 +299,9 @@ def test_projector_of_a_psf_uses_view_size(psf_pm) -> None:
     optics, psf = psf_pm
     proj = modalities.get("xlfm").projector(psf)  # PSF objects become operators in modalities/, not physics/
     assert proj.volume_shape == (5, 25, 25) and proj.n_views == 7
-    assert proj.memory_bytes() == 5 * proj.fft_shape[0] * (proj.fft_shape[1] // 2 + 1) * 8
+    # disjoint windows: each lenslet's field stop is modelled, one kernel spectrum per depth and view
+    assert proj.field_stop
+    assert proj.memory_bytes() == 5 * 7 * proj.fft_shape[0] * (proj.fft_shape[1] // 2 + 1) * 8
+    open_proj = modalities.get("xlfm").projector(psf, field_stop=False)
+    assert not open_proj.field_stop
+    assert open_proj.memory_bytes() == 5 * open_proj.fft_shape[0] * (open_proj.fft_shape[1] // 2 + 1) * 8

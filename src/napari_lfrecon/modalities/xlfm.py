@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..physics.xlfm import XLFMProjector
+from ..physics.xlfm import XLFMProjector, windows_overlap
 from .base import ForwardModel, Modality
 
 
@@ -24,7 +24,11 @@ class FourierLightField(Modality):
     operator_psf_copies = 16
 
     def forward_model(self, psf: Any, data_shape: Sequence[int], *, boundary: str = "padded") -> ForwardModel:
-        """The sensor frame of a ``(D, *view_size)`` volume (or the PSF's stored ``volume_shape``)."""
+        """The sensor frame of a ``(D, *view_size)`` volume (or the PSF's stored ``volume_shape``).
+
+        Each lenslet's field stop is modelled (it lights only its own view window, so the
+        volume's edge does not leak into neighbouring views) unless the windows overlap.
+        """
         data_shape = tuple(int(n) for n in data_shape)
         if len(data_shape) != 2:
             raise ValueError(f"an XLFM PSF needs {self.expected_data}, got data of shape {data_shape}")
@@ -33,7 +37,9 @@ class FourierLightField(Modality):
             raise ValueError(f"the XLFM frame is {data_shape} but the PSF's sensor is {(height, width)}")
         view_size = tuple(int(v) for v in psf.optics["view_size"])
         volume_shape = tuple(int(v) for v in psf.optics.get("volume_shape", (depth, *view_size)))
-        op = XLFMProjector(psf.array, psf.arrays["centres"], view_size, volume_shape)  # type: ignore[arg-type]
+        centres = psf.arrays["centres"]
+        field_stop = not windows_overlap(centres, view_size)  # type: ignore[arg-type]
+        op = XLFMProjector(psf.array, centres, view_size, volume_shape, field_stop=field_stop)  # type: ignore[arg-type]
         slices = tuple(slice(0, n) for n in volume_shape)
         return ForwardModel(op, volume_shape, data_shape, slices, psf.voxel_size, "xlfm")
 
@@ -46,15 +52,27 @@ class FourierLightField(Modality):
         return (float(psf.voxel_size[0]), lateral, lateral)
 
     def projector(
-        self, psf: Any, volume_yx: tuple[int, int] | None = None, *, depth_chunk: int | None = None
+        self,
+        psf: Any,
+        volume_yx: tuple[int, int] | None = None,
+        *,
+        depth_chunk: int | None = None,
+        field_stop: bool | None = None,
     ) -> XLFMProjector:
-        """The operator of an ``"xlfm"`` PSF object; the volume's lateral shape defaults to the view size."""
+        """The operator of an ``"xlfm"`` PSF object; the volume's lateral shape defaults to the view size.
+
+        ``field_stop=None`` models each lenslet's field stop whenever the view windows do not overlap.
+        """
         if getattr(psf, "modality", None) != "xlfm" or "centres" not in getattr(psf, "arrays", {}):
             raise ValueError("an XLFM projector needs an 'xlfm' PSF with arrays['centres']")
         view = tuple(int(v) for v in psf.optics["view_size"])
         yx = tuple(volume_yx) if volume_yx is not None else view
         array = np.asarray(psf.array, dtype=np.float32)
-        return XLFMProjector(array, psf.arrays["centres"], view, (array.shape[0], *yx), depth_chunk=depth_chunk)  # type: ignore[arg-type]
+        centres = psf.arrays["centres"]
+        if field_stop is None:
+            field_stop = not windows_overlap(centres, view)  # type: ignore[arg-type]
+        shape = (array.shape[0], *yx)
+        return XLFMProjector(array, centres, view, shape, depth_chunk=depth_chunk, field_stop=field_stop)  # type: ignore[arg-type]
 
     def frame_axes(self, frame_ndim: int) -> str:
         """``"YX"``: a sensor frame."""
