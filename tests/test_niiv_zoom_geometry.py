@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 
+from fake_field import FakeField
 from napari_lfrecon.controllers.niiv_zoom import (
     DecodeCounter,
     DecodeFailed,
@@ -37,31 +38,9 @@ from napari_lfrecon.controllers.niiv_zoom_geometry import (
 GRID = OutputGrid(shape=(16, 100, 120), scale=(0.5, 0.2, 0.25), translate=(1.0, 2.0, 3.0))
 
 
-class AnalyticField:
-    """A smooth analytic 'field' on output-voxel coordinates, with an optional delay and a failure mode."""
-
-    def __init__(self, shape=(16, 100, 120), delay: float = 0.0, fail: str = "", stubborn: bool = False):
-        self.shape_out = shape
-        self.delay, self.fail, self.stubborn = delay, fail, stubborn
-        self.calls = 0
-        self.stopped = 0
-
-    @staticmethod
-    def value(z, y, x):
-        return np.cos(2 * np.pi * (0.05 * x + 0.02 * z)) + 0.5 * np.cos(2 * np.pi * 1.3 * y)
-
-    def decode_grid(self, zs, ys, xs, *, should_stop=None):
-        self.calls += 1
-        if self.fail:
-            raise RuntimeError(self.fail)
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < self.delay:
-            if not self.stubborn and should_stop is not None and should_stop():
-                self.stopped += 1
-                return None
-            time.sleep(0.002)
-        z, y, x = np.meshgrid(zs, ys, xs, indexing="ij")
-        return self.value(z, y, x).astype(np.float32)
+def AnalyticField(**options):  # noqa: N802 - reads like the class it builds
+    """The shared fake field on a smaller grid."""
+    return FakeField(**{"shape": (16, 100, 120), **options})
 
 
 # ============================================================ geometry
@@ -189,7 +168,7 @@ def test_decode_tiles_yields_coarse_then_full_and_marks_itself_done():
     assert [r.plan.level for r in results] == ["coarse", "full"] and {r.gen for r in results} == {7}
     full = results[-1]
     grid = np.meshgrid(*full.plan.positions, indexing="ij")
-    np.testing.assert_allclose(full.data, AnalyticField.value(*grid), atol=1e-5)
+    np.testing.assert_allclose(full.data, FakeField.value(*grid), atol=1e-5)
     assert full.data.dtype == np.float32 and full.decode_seconds >= 0
     assert counter.count == 2 and request.done.is_set()
 
@@ -199,20 +178,20 @@ def test_decode_tiles_stops_when_superseded():
     field = AnalyticField()
     request = DecodeRequest(1, plan_passes(GRID, VIEW), 0.0)
     request.stop.set()
-    assert list(decode_tiles(field, request)) == [] and field.calls == 0 and request.done.is_set()
+    assert list(decode_tiles(field, request)) == [] and len(field.calls) == 0 and request.done.is_set()
     # Superseded while decoding: a cooperative decoder sees should_stop and returns None; nothing more is decoded.
     field = AnalyticField(delay=5.0)
     request = DecodeRequest(2, plan_passes(GRID, VIEW), 0.0)
     threading.Timer(0.05, request.stop.set).start()
     started = time.perf_counter()
     assert list(decode_tiles(field, request)) == []
-    assert time.perf_counter() - started < 4.0 and field.stopped == 1 and field.calls == 1
+    assert time.perf_counter() - started < 4.0 and field.stopped == 1 and len(field.calls) == 1
     # A decoder that ignores the flag still finishes its pass (the main thread drops it as stale), then stops.
     field = AnalyticField(delay=0.1, stubborn=True)
     request = DecodeRequest(3, plan_passes(GRID, VIEW), 0.0)
     threading.Timer(0.02, request.stop.set).start()
     results = list(decode_tiles(field, request))
-    assert len(results) == 1 and results[0].plan.level == "coarse" and field.calls == 1
+    assert len(results) == 1 and results[0].plan.level == "coarse" and len(field.calls) == 1
 
 
 def test_decode_tiles_turns_failures_into_messages():
@@ -230,7 +209,7 @@ def test_decode_tiles_limits_torch_threads_while_decoding_and_restores_them():
     torch = pytest.importorskip("torch")
     seen: list[int] = []
 
-    class Recording(AnalyticField):
+    class Recording(FakeField):
         def decode_grid(self, zs, ys, xs, *, should_stop=None):
             seen.append(torch.get_num_threads())
             return super().decode_grid(zs, ys, xs, should_stop=should_stop)
@@ -239,7 +218,7 @@ def test_decode_tiles_limits_torch_threads_while_decoding_and_restores_them():
     torch.set_num_threads(2)
     try:
         request = DecodeRequest(6, plan_passes(GRID, VIEW), 0.0)
-        assert len(list(decode_tiles(Recording(), request))) == 2
+        assert len(list(decode_tiles(Recording(shape=(16, 100, 120)), request))) == 2
         assert seen == [1, 1] and torch.get_num_threads() == 2 and request.started.is_set()
     finally:
         torch.set_num_threads(before)
